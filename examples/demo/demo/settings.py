@@ -1,0 +1,62 @@
+"""Settings for the demo project.
+
+Everything that varies per host is read from DEMO_* environment variables.
+The deployment imports this module (``from demo.settings import *``) and adds
+its own overlay (static root, proxy handling, ...) on top.
+"""
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = os.environ.get("DEMO_DEBUG", "0") == "1"
+
+SECRET_KEY = os.environ.get("DEMO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("DEMO_SECRET_KEY must be set (or DEMO_DEBUG=1)")
+    SECRET_KEY = "insecure-demo-debug-key"
+
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get("DEMO_ALLOWED_HOSTS", "localhost").split(",")
+    if host.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "channels",
+    "hello",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "demo.urls"
+
+ASGI_APPLICATION = "demo.asgi.application"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DEMO_DATABASE_PATH", str(BASE_DIR / "db.sqlite3")),
+        "OPTIONS": {"timeout": 20},
+    }
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"

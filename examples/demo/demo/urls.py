@@ -1,0 +1,11 @@
+from django.urls import path
+
+from hello import views
+
+urlpatterns = [
+    path("", views.index),
+    path("async", views.index_async),
+    path("whoami", views.whoami),
+    path("slow", views.slow),
+    path("db", views.db),
+]

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Build the systemd base image of the lab and molecule hosts from the Debian
+# archive (no container registry is needed), unless it already exists.
+# Usage: lab/base-image.sh [bookworm|trixie]
+set -euo pipefail
+
+suite=${1:-bookworm}
+image="django-asgi-lab:${suite}"
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# What Ansible and the tests need on a bare host; everything the roles
+# install themselves (nginx, python3-venv) is left out on purpose.
+packages=systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,iproute2,procps,curl,tar,gzip,locales
+
+if docker image inspect "$image" >/dev/null 2>&1; then
+  exit 0
+fi
+
+if ! command -v debootstrap >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+fi
+
+rootfs=$(mktemp -d /var/tmp/django-asgi-rootfs.XXXXXX)
+trap 'rm -rf "$rootfs"' EXIT
+echo "lab: building $image with debootstrap (about a minute)"
+debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || {
+  tail -20 "$rootfs.log" >&2
+  exit 1
+}
+rm -f "$rootfs.log"
+
+# A container has no consoles or hardware to wait for.
+for unit in getty.target systemd-udevd.service systemd-udev-trigger.service \
+            systemd-remount-fs.service sys-kernel-debug.mount dev-hugepages.mount; do
+  ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
+done
+echo "lab-host" >"$rootfs/etc/hostname"
+rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin
+# apt counts its lists as fresh by their directory's mtime: make it old, so
+# the roles' first apt task refreshes them.
+touch -d @0 "$rootfs/var/lib/apt/lists"
+
+tar -C "$rootfs" -c . | docker import \
+  --change 'CMD ["/lib/systemd/systemd"]' \
+  --change 'ENV container=docker' \
+  - "$image" >/dev/null
+echo "lab: built $image"

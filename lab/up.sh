@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Start the lab: a Docker engine, the systemd base image, and one container per
+# lab host running real systemd, reachable by Ansible's docker connection.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lab/hosts.sh
+source "$here/hosts.sh"
+
+"$here/docker-engine.sh"
+"$here/base-image.sh" bookworm
+
+docker network inspect "$LAB_NETWORK" >/dev/null 2>&1 || docker network create "$LAB_NETWORK" >/dev/null
+
+for entry in "${LAB_HOSTS[@]}"; do
+  read -r name http_port https_port <<<"$entry"
+  container="django-asgi-lab-$name"
+  if docker container inspect "$container" >/dev/null 2>&1; then
+    state=$(docker container inspect -f '{{.State.Status}}' "$container")
+  else
+    state=missing
+  fi
+  case "$state" in
+    running) continue ;;
+    missing) ;;
+    *) docker start "$container" >/dev/null; continue ;;
+  esac
+  # What real systemd needs here: see the project's environment notes.
+  docker run -d --name "$container" --hostname "$name" --network "$LAB_NETWORK" \
+    --cap-add SYS_ADMIN --cap-add NET_ADMIN \
+    --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+    --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
+    --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
+    --stop-signal SIGRTMIN+3 \
+    -p "127.0.0.1:$http_port:80" -p "127.0.0.1:$https_port:443" \
+    "$LAB_IMAGE" /lib/systemd/systemd >/dev/null
+done
+
+for entry in "${LAB_HOSTS[@]}"; do
+  read -r name _ _ <<<"$entry"
+  for _ in $(seq 1 30); do
+    state=$(docker exec "django-asgi-lab-$name" systemctl is-system-running 2>/dev/null || true)
+    case "$state" in running|degraded) break ;; esac
+    sleep 1
+  done
+  echo "lab: $name is up (systemd: ${state:-unknown})"
+done

@@ -1,0 +1,86 @@
+"""Fixtures shared by the molecule scenarios' testinfra tests.
+
+Requests go from the controller to the ports each scenario publishes on
+127.0.0.1, through the host's real nginx, or are made inside a host with curl.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+APP = "demo"
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> Answer:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310  (loopback only)
+            return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
+    except urllib.error.HTTPError as error:
+        return Answer(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+def wait_for(probe, timeout: float, interval: float = 0.5):
+    """Call probe until it returns a truthy value or timeout seconds pass."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except (OSError, urllib.error.URLError) as error:
+            last = error
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"gave up after {timeout} s; last result: {last!r}")
+
+
+def published_http_port(host) -> int:
+    return int(host.ansible.get_variables()["published_http_port"])
+
+
+def active_colour(host) -> str:
+    return host.file(f"/var/lib/{APP}/active-colour").content_string.strip()
+
+
+def main_pid(host, unit: str) -> int:
+    return int(host.check_output(f"systemctl show --property MainPID --value {unit}"))
+
+
+def unit_property(host, unit: str, name: str) -> str:
+    return host.check_output(f"systemctl show --property {name} --value {unit}")
+
+
+def journal(host, unit: str) -> str:
+    return host.run(f"journalctl --no-pager --lines 40 --unit {unit}").stdout
+
+
+@pytest.fixture
+def serving_unit(host) -> str:
+    unit = f"{APP}@{active_colour(host)}.service"
+    if not host.service(unit).is_running:
+        pytest.fail(f"{unit} is not running:\n{journal(host, unit)}")
+    return unit
+
+
+@pytest.fixture
+def base_url(host) -> str:
+    return f"http://127.0.0.1:{published_http_port(host)}"
