@@ -25,7 +25,8 @@ options:
 
 EXAMPLES = r"""
 - ansible.builtin.validate_argument_spec:
-    argument_spec: "{{ spec.argument_specs.main.options | django_asgi.rollout.preflight_spec(['asgi_server_release']) }}"
+    argument_spec: >-
+      {{ spec.argument_specs.main.options | django_asgi.rollout.preflight_spec(['asgi_server_release']) }}
 """
 
 RETURN = r"""

@@ -10,7 +10,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
 # Set up Django before anything imports models (the consumers, the routing).
 django_asgi_app = get_asgi_application()
 
-from demo.routing import websocket_urlpatterns
+from demo.routing import websocket_urlpatterns  # noqa: E402  (needs Django set up first)
 
 application = ProtocolTypeRouter(
     {

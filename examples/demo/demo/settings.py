@@ -18,13 +18,9 @@ SECRET_KEY = os.environ.get("DEMO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DEMO_SECRET_KEY must be set (or DEMO_DEBUG=1)")
-    SECRET_KEY = "insecure-demo-debug-key"
+    SECRET_KEY = "insecure-demo-debug-key"  # noqa: S105  (DEMO_DEBUG=1 only)
 
-ALLOWED_HOSTS = [
-    host.strip()
-    for host in os.environ.get("DEMO_ALLOWED_HOSTS", "localhost").split(",")
-    if host.strip()
-]
+ALLOWED_HOSTS = [host.strip() for host in os.environ.get("DEMO_ALLOWED_HOSTS", "localhost").split(",") if host.strip()]
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",

@@ -10,13 +10,9 @@ class EchoConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.accept()
-        await self.send(
-            text_data=json.dumps({"hello": True, "release": RELEASE, "server": SERVER})
-        )
+        await self.send(text_data=json.dumps({"hello": True, "release": RELEASE, "server": SERVER}))
 
-    async def receive(
-        self, text_data: str | None = None, bytes_data: bytes | None = None
-    ) -> None:
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is not None:
             await self.send(text_data=text_data)
         elif bytes_data is not None:

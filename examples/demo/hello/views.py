@@ -15,16 +15,12 @@ MAX_SLEEP = 30.0
 
 @require_GET
 def index(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(
-        {"app": "demo", "view": "sync", "release": RELEASE, "server": SERVER}
-    )
+    return JsonResponse({"app": "demo", "view": "sync", "release": RELEASE, "server": SERVER})
 
 
 @require_GET
 async def index_async(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(
-        {"app": "demo", "view": "async", "release": RELEASE, "server": SERVER}
-    )
+    return JsonResponse({"app": "demo", "view": "async", "release": RELEASE, "server": SERVER})
 
 
 @require_GET
