@@ -1,0 +1,45 @@
+"""The collection's own Jinja plugins, as the playbooks call them."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+
+
+def load(relative: str):
+    spec = importlib.util.spec_from_file_location(relative.replace("/", "_"), PLUGINS / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+network = load("test/network.py")
+specs = load("filter/specs.py")
+
+
+@pytest.mark.parametrize("value", ["10.0.0.5", "10.0.0.0/24", "::1", "2001:db8::/32", "172.18.0.2/32"])
+def test_ip_network_accepts_addresses_and_cidrs(value):
+    assert network.ip_network(value)
+
+
+@pytest.mark.parametrize("value", ["", "10.0.0.5/24", "10.0.0.256", "lb.example", "*", None, 10, "10.0.0.0/33"])
+def test_ip_network_refuses_everything_else(value):
+    assert not network.ip_network(value)
+
+
+def test_preflight_spec_drops_wired_options_and_every_default():
+    options = {
+        "django_app_name": {"type": "str", "required": True},
+        "asgi_server_workers": {"type": "int", "default": "{{ computed }}"},
+        "asgi_server_release": {"type": "dict", "required": True},
+        "nested": {"type": "dict", "options": {"inner": {"type": "int", "default": 3}}},
+    }
+    checked = specs.preflight_spec(options, ["asgi_server_release"])
+    assert set(checked) == {"django_app_name", "asgi_server_workers", "nested"}
+    assert checked["asgi_server_workers"] == {"type": "int"}
+    assert checked["nested"]["options"]["inner"] == {"type": "int"}
+    assert options["asgi_server_workers"]["default"] == "{{ computed }}"
