@@ -8,6 +8,7 @@ source "$here/hosts.sh"
 
 "$here/docker-engine.sh"
 "$here/base-image.sh" bookworm
+"$here/tls-certificate.sh" "$here/../.cache/tls"
 
 docker network inspect "$LAB_NETWORK" >/dev/null 2>&1 || docker network create "$LAB_NETWORK" >/dev/null
 
