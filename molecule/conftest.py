@@ -73,6 +73,32 @@ def journal(host, unit: str) -> str:
     return host.run(f"journalctl --no-pager --lines 40 --unit {unit}").stdout
 
 
+def assert_restarted_after_sigkill(host, base_url: str, unit: str) -> None:
+    """kill -9 of the server's main process: systemd brings it back, nginx answers."""
+    killed = main_pid(host, unit)
+    host.run(f"kill -9 {killed}")
+
+    def restarted() -> bool:
+        pid = main_pid(host, unit)
+        return pid not in (0, killed) and host.service(unit).is_running
+
+    wait_for(restarted, timeout=30)
+    answer = wait_for(lambda: (a := http_get(f"{base_url}/whoami")).status == 200 and a, timeout=30)
+    assert answer.json()["release"]
+
+
+def assert_socket_only_for_nginx(host, unit: str) -> None:
+    """nginx's user reaches the serving socket; any other user does not."""
+    colour = unit.split("@")[1].split(".")[0]
+    socket = f"/run/{APP}/{colour}.sock"
+    probe = f"curl -sS --max-time 5 -o /dev/null -w '%{{http_code}}' --unix-socket {socket} http://localhost/-/health"
+    as_nginx = host.run(f"runuser -u www-data -- {probe}")
+    assert as_nginx.stdout == "200", as_nginx.stderr
+    as_other = host.run(f"runuser -u nobody -- {probe}")
+    assert as_other.rc != 0
+    assert "Permission denied" in as_other.stderr or "Couldn't connect" in as_other.stderr
+
+
 @pytest.fixture
 def serving_unit(host) -> str:
     unit = f"{APP}@{active_colour(host)}.service"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import re
 
-from conftest import APP, http_get, main_pid, unit_property, wait_for
+from conftest import (
+    APP,
+    assert_restarted_after_sigkill,
+    assert_socket_only_for_nginx,
+    http_get,
+    main_pid,
+    unit_property,
+)
 
 
 def test_serving_unit_is_active_enabled_and_runs_as_the_app_user(host, serving_unit):
@@ -60,16 +67,7 @@ def test_database_view_writes_and_reads_a_row(host, base_url):
 
 
 def test_server_killed_with_sigkill_is_restarted_and_nginx_answers_again(host, base_url, serving_unit):
-    killed = main_pid(host, serving_unit)
-    host.run(f"kill -9 {killed}")
-
-    def restarted() -> bool:
-        pid = main_pid(host, serving_unit)
-        return pid not in (0, killed) and host.service(serving_unit).is_running
-
-    wait_for(restarted, timeout=30)
-    answer = wait_for(lambda: (a := http_get(f"{base_url}/whoami")).status == 200 and a, timeout=30)
-    assert answer.json()["release"]
+    assert_restarted_after_sigkill(host, base_url, serving_unit)
 
 
 def test_env_file_is_not_world_readable(host):
@@ -80,14 +78,7 @@ def test_env_file_is_not_world_readable(host):
 
 
 def test_socket_is_reachable_by_nginx_and_not_by_other_users(host, serving_unit):
-    colour = serving_unit.split("@")[1].split(".")[0]
-    socket = f"/run/{APP}/{colour}.sock"
-    probe = f"curl -sS --max-time 5 -o /dev/null -w '%{{http_code}}' --unix-socket {socket} http://localhost/-/health"
-    as_nginx = host.run(f"runuser -u www-data -- {probe}")
-    assert as_nginx.stdout == "200", as_nginx.stderr
-    as_other = host.run(f"runuser -u nobody -- {probe}")
-    assert as_other.rc != 0
-    assert "Permission denied" in as_other.stderr or "Couldn't connect" in as_other.stderr
+    assert_socket_only_for_nginx(host, serving_unit)
 
 
 def test_unknown_host_header_is_refused_by_nginx(host):

@@ -1,0 +1,117 @@
+"""One host per ASGI server, each behind its own nginx: what clients and operators see."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.request
+
+import pytest
+from websockets.sync.client import connect
+
+from conftest import (
+    APP,
+    assert_restarted_after_sigkill,
+    assert_socket_only_for_nginx,
+    http_get,
+    unit_property,
+)
+
+SPOOFED_HEADERS = {
+    "X-Forwarded-For": {"X-Forwarded-For": "6.6.6.6"},
+    "X-Forwarded-Proto": {"X-Forwarded-Proto": "https"},
+    "X-Real-IP": {"X-Real-IP": "7.7.7.7"},
+    "Forwarded": {"Forwarded": "for=8.8.8.8;proto=https"},
+    "all of them": {
+        "X-Forwarded-For": "6.6.6.6, 9.9.9.9",
+        "X-Forwarded-Proto": "https",
+        "X-Real-IP": "7.7.7.7",
+        "Forwarded": "for=8.8.8.8;proto=https",
+        "X-Forwarded-Host": "evil.example",
+    },
+}
+
+
+def expected_server(host) -> str:
+    return host.ansible.get_variables()["asgi_server_kind"]
+
+
+def docker_gateway(host) -> str:
+    """Where the controller's requests come from, through the published ports."""
+    return host.check_output("ip route show default").split()[2]
+
+
+def inside_whoami(host, *headers: str) -> dict:
+    options = " ".join(f"-H '{header}'" for header in headers)
+    return json.loads(host.check_output(f"curl -sS --max-time 5 {options} http://127.0.0.1/whoami"))
+
+
+def test_whoami_names_the_hosts_server(host, base_url):
+    answer = http_get(f"{base_url}/whoami")
+    assert answer.status == 200, answer.body
+    assert answer.json()["server"] == expected_server(host)
+
+
+def test_django_sees_the_true_client_and_scheme(host, base_url):
+    seen = http_get(f"{base_url}/whoami").json()
+    assert seen["client"] == docker_gateway(host)
+    assert seen["scheme"] == "http"
+    assert seen["is_secure"] is False
+    assert seen["host"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("spoof", SPOOFED_HEADERS.values(), ids=SPOOFED_HEADERS.keys())
+def test_client_sent_forwarded_headers_change_nothing(host, base_url, spoof):
+    seen = http_get(f"{base_url}/whoami", headers=spoof).json()
+    assert seen["client"] == docker_gateway(host)
+    assert seen["scheme"] == "http"
+    assert seen["is_secure"] is False
+    assert seen["host"] == "127.0.0.1"
+
+
+def test_a_trusted_proxy_is_believed(host):
+    # 127.0.0.1 is in nginx_proxy_trusted_proxies for this scenario.
+    seen = inside_whoami(host, "X-Forwarded-For: 198.51.100.7", "X-Forwarded-Proto: https")
+    assert seen["client"] == "198.51.100.7"
+    assert seen["scheme"] == "https"
+    assert seen["is_secure"] is True
+
+
+def test_https_makes_django_see_a_secure_request(host):
+    port = host.ansible.get_variables()["published_https_port"]
+    certificate = host.ansible.get_variables()["nginx_proxy_tls_certificate"]
+    context = ssl.create_default_context(cafile=certificate)
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/whoami", context=context, timeout=5) as response:
+        seen = json.loads(response.read())
+    assert seen["scheme"] == "https"
+    assert seen["is_secure"] is True
+    assert seen["server"] == expected_server(host)
+
+
+def test_websocket_echo_through_nginx(host):
+    port = host.ansible.get_variables()["published_http_port"]
+    with connect(f"ws://127.0.0.1:{port}/ws/echo", open_timeout=5, close_timeout=5) as websocket:
+        greeting = json.loads(websocket.recv(timeout=5))
+        assert greeting["hello"] is True
+        assert greeting["server"] == expected_server(host)
+        websocket.send("ping é")
+        assert websocket.recv(timeout=5) == "ping é"
+        websocket.send(b"\x00\x01binary")
+        assert websocket.recv(timeout=5) == b"\x00\x01binary"
+
+
+def test_exactly_one_instance_runs_and_it_is_the_hosts_server(host, serving_unit):
+    running = host.check_output(f"systemctl list-units --state=running --plain --no-legend '{APP}@*'").splitlines()
+    assert [line.split()[0] for line in running] == [serving_unit]
+    assert f"bin/{expected_server(host)} " in unit_property(host, serving_unit, "ExecStart")
+    for other in {"uvicorn", "daphne", "hypercorn"} - {expected_server(host)}:
+        # '[u]vicorn' keeps pgrep from matching the shell that runs it.
+        assert host.run(f"pgrep -f 'bin/[{other[0]}]{other[1:]} '").rc == 1
+
+
+def test_server_killed_with_sigkill_is_restarted(host, base_url, serving_unit):
+    assert_restarted_after_sigkill(host, base_url, serving_unit)
+
+
+def test_socket_is_reachable_by_nginx_and_not_by_other_users(host, serving_unit):
+    assert_socket_only_for_nginx(host, serving_unit)
