@@ -1,9 +1,13 @@
-# The lab's hosts, shared by lab/up.sh and lab/down.sh: name, HTTP port and
-# HTTPS port published on 127.0.0.1. inventories/lab/hosts.yml names the same.
+# The lab's hosts, shared by lab/up.sh and lab/down.sh: name, address on the
+# lab network, and the ports published on 127.0.0.1 (HTTP, HTTPS; '-' for
+# none). inventories/lab/hosts.yml names the same hosts and addresses.
 LAB_NETWORK=django-asgi-lab
+LAB_SUBNET=172.30.57.0/24
 LAB_IMAGE=django-asgi-lab:bookworm
 LAB_HOSTS=(
-  "app1 8081 8441"
-  "app2 8082 8442"
-  "app3 8083 8443"
+  "lb   172.30.57.10 8080 -"
+  "app1 172.30.57.11 8081 8441"
+  "app2 172.30.57.12 8082 8442"
+  "app3 172.30.57.13 8083 8443"
+  "db   172.30.57.20 - -"
 )

@@ -10,10 +10,11 @@ source "$here/hosts.sh"
 "$here/base-image.sh" bookworm
 "$here/tls-certificate.sh" "$here/../.cache/tls"
 
-docker network inspect "$LAB_NETWORK" >/dev/null 2>&1 || docker network create "$LAB_NETWORK" >/dev/null
+docker network inspect "$LAB_NETWORK" >/dev/null 2>&1 ||
+  docker network create --subnet "$LAB_SUBNET" "$LAB_NETWORK" >/dev/null
 
 for entry in "${LAB_HOSTS[@]}"; do
-  read -r name http_port https_port <<<"$entry"
+  read -r name address http_port https_port <<<"$entry"
   container="django-asgi-lab-$name"
   if docker container inspect "$container" >/dev/null 2>&1; then
     state=$(docker container inspect -f '{{.State.Status}}' "$container")
@@ -25,19 +26,22 @@ for entry in "${LAB_HOSTS[@]}"; do
     missing) ;;
     *) docker start "$container" >/dev/null; continue ;;
   esac
+  ports=()
+  [ "$http_port" = - ] || ports+=(-p "127.0.0.1:$http_port:80")
+  [ "$https_port" = - ] || ports+=(-p "127.0.0.1:$https_port:443")
   # What real systemd needs here: see the project's environment notes.
-  docker run -d --name "$container" --hostname "$name" --network "$LAB_NETWORK" \
+  docker run -d --name "$container" --hostname "$name" --network "$LAB_NETWORK" --ip "$address" \
     --cap-add SYS_ADMIN --cap-add NET_ADMIN \
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
     --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
     --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
     --stop-signal SIGRTMIN+3 \
-    -p "127.0.0.1:$http_port:80" -p "127.0.0.1:$https_port:443" \
+    "${ports[@]}" \
     "$LAB_IMAGE" /lib/systemd/systemd >/dev/null
 done
 
 for entry in "${LAB_HOSTS[@]}"; do
-  read -r name _ _ <<<"$entry"
+  read -r name _ <<<"$entry"
   for _ in $(seq 1 30); do
     state=$(docker exec "django-asgi-lab-$name" systemctl is-system-running 2>/dev/null || true)
     case "$state" in running|degraded) break ;; esac

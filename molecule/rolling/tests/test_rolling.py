@@ -1,0 +1,145 @@
+"""Rolling releases out across the fleet while clients keep using it.
+
+The load goes from the controller to the load balancer's port published on
+127.0.0.1 (tests/load/loadgen.py: fast GETs, 2 s requests, database writes and
+WebSocket sessions that stay open across the switches) while ansible-playbook
+rolls a release out; every failure is recorded and none is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(PROJECT / "tests" / "load"))
+
+from loadgen import LoadConfig, LoadReport, LoadRun  # noqa: E402
+
+INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+APP_HOSTS = ["django-asgi-rolling-app1", "django-asgi-rolling-app2", "django-asgi-rolling-app3"]
+LOAD_BALANCER = "http://127.0.0.1:18180"
+SINGLE_HOST = "http://127.0.0.1:18181"
+# Bounds of one load run; a rollout ends well within them.
+LOAD_SECONDS = 420
+LOAD_REQUESTS = 60000
+
+pytestmark = pytest.mark.dependency
+
+
+def ansible_playbook(playbook: str, *arguments: str, inventory: Path = INVENTORY) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(PROJECT / ".cache" / "collections"), ANSIBLE_FORCE_COLOR="0")
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(PROJECT / playbook), *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=900, check=False)  # noqa: S603
+    print(result.stdout[-6000:])
+    print(result.stderr[-3000:])
+    return result
+
+
+def roll_out_under_load(base_url: str, playbook: str, *arguments: str, inventory: Path = INVENTORY):
+    config = LoadConfig(base_url=base_url, duration=LOAD_SECONDS, max_requests=LOAD_REQUESTS)
+    with LoadRun(config) as load:
+        result = ansible_playbook(playbook, *arguments, inventory=inventory)
+        report: LoadReport = load.stop()
+    print(f"load during {playbook} {' '.join(arguments)}:\n{report.summary()}")
+    print(json.dumps(report.to_json(), indent=1)[:4000])
+    return result, report
+
+
+def releases_served(base_url: str = LOAD_BALANCER, requests: int = 12) -> set[str]:
+    import urllib.request
+
+    seen = set()
+    for _ in range(requests):
+        with urllib.request.urlopen(f"{base_url}/whoami", timeout=5) as response:  # noqa: S310  (loopback only)
+            seen.add(json.loads(response.read())["release"])
+    return seen
+
+
+def host_release(host) -> str:
+    return json.loads(host.check_output("curl -sS --max-time 5 http://127.0.0.1/whoami"))["release"]
+
+
+def assert_no_failure(report: LoadReport) -> None:
+    assert report.sent > 100, report.summary()
+    assert report.failed == 0, report.failures
+    assert report.websocket_sessions > 0
+    assert report.websocket_failed == 0, report.failures
+
+
+@pytest.fixture(scope="module")
+def app_hosts():
+    import testinfra
+
+    return {name: testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}") for name in APP_HOSTS}
+
+
+@pytest.fixture(scope="module")
+def broken_source(tmp_path_factory) -> Path:
+    """The demo with an ASGI module that cannot import: migrations work, the server never starts."""
+    source = tmp_path_factory.mktemp("broken") / "demo"
+    shutil.copytree(PROJECT / "examples" / "demo", source, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
+    asgi = source / "demo" / "asgi.py"
+    asgi.write_text(asgi.read_text() + '\nraise RuntimeError("release v3 is broken on purpose")\n')
+    return source
+
+
+def test_1_rolling_v1_to_v2_under_load_fails_no_request(app_hosts):
+    assert {host_release(host) for host in app_hosts.values()} == {"v1"}
+    result, report = roll_out_under_load(LOAD_BALANCER, "site.yml", "-e", "django_app_release_id=v2")
+    assert result.returncode == 0
+    assert_no_failure(report)
+    assert {host_release(host) for host in app_hosts.values()} == {"v2"}
+    assert releases_served() == {"v2"}
+
+
+def test_2_a_broken_release_stops_at_the_first_batch_and_never_serves(app_hosts, broken_source):
+    result, report = roll_out_under_load(
+        LOAD_BALANCER,
+        "site.yml",
+        "-e",
+        "django_app_release_id=v3",
+        "-e",
+        f"django_app_source={broken_source}",
+        "-e",
+        "asgi_server_health_retries=15",
+    )
+    assert result.returncode != 0
+    assert "did not pass its health probe" in result.stdout
+    assert "not switched: the rollout stopped before this host" in result.stdout
+    assert_no_failure(report)
+    assert "v3" not in report.releases_seen
+    assert {host_release(host) for host in app_hosts.values()} == {"v2"}
+    for host in app_hosts.values():
+        running = host.check_output("systemctl list-units --state=running --plain --no-legend 'demo@*'").splitlines()
+        assert len(running) == 1, running
+
+
+def test_3_rollback_to_v1_under_load_fails_no_request(app_hosts):
+    result, report = roll_out_under_load(LOAD_BALANCER, "playbooks/rollback.yml")
+    assert result.returncode == 0
+    assert_no_failure(report)
+    assert {host_release(host) for host in app_hosts.values()} == {"v1"}
+    assert releases_served() == {"v1"}
+
+
+def test_4_single_host_without_load_balancer_fails_no_request(app_hosts, tmp_path):
+    listing = subprocess.run(  # noqa: S603
+        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(INVENTORY), "--host", APP_HOSTS[0]],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    host_vars = json.loads(listing.stdout)
+    single = tmp_path / "single.json"
+    single.write_text(json.dumps({"app_servers": {"hosts": {APP_HOSTS[0]: host_vars}}}))
+    result, report = roll_out_under_load(SINGLE_HOST, "site.yml", "-e", "django_app_release_id=v2", inventory=single)
+    assert result.returncode == 0
+    assert_no_failure(report)
+    assert host_release(app_hosts[APP_HOSTS[0]]) == "v2"
