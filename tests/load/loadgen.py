@@ -29,7 +29,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +45,7 @@ POLL = 0.2  # longest a worker waits before it looks at stop() again
 JOIN_MARGIN = 5.0  # stop() waits this long on top of the longest request
 
 Json = dict[str, Any]
+Request = tuple[str, str, bytes | None]  # method, path, body
 
 
 def _check_loopback(url: str, schemes: tuple[str, ...]) -> urllib.parse.SplitResult:
@@ -68,7 +69,7 @@ class LoadConfig:
     websocket_sessions: int = 2  # sessions open for the whole run, one echo a second each
     timeout: float = 15.0  # per request, per WebSocket open and per echo
     host_header: str | None = None  # Host sent instead of the URL's one
-    slow_seconds: float = 2.0
+    slow_seconds: float = 2.0  # a /slow is only sent when it can end before the duration does
     websocket_url: str | None = None  # None: ws://<base_url's host:port>/ws/echo
 
     def __post_init__(self) -> None:
@@ -217,18 +218,18 @@ class LoadRun:
         self._budget = config.max_requests
         self._budget_lock = threading.Lock()
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
-        self._websocket = urllib.parse.urlsplit(config.websocket_target())
+        self._websocket_parts = urllib.parse.urlsplit(config.websocket_target())
         self._report: LoadReport | None = None
 
     def start(self) -> None:
-        if self._threads:
-            raise RuntimeError("this LoadRun has already started")
+        if self._threads or self._report is not None:
+            raise RuntimeError("a LoadRun runs once")
         config = self.config
         self._recorder = _Recorder()
         self._deadline = time.monotonic() + config.duration
-        fast = [("GET", "/", None), ("GET", "/async", None), ("GET", "/whoami", None)]
-        slow = [("GET", f"/slow?seconds={config.slow_seconds:g}", None)]
-        post = [("POST", "/db", b"note=loadgen")]
+        fast: list[Request] = [("GET", "/", None), ("GET", "/async", None), ("GET", "/whoami", None)]
+        slow: list[Request] = [("GET", f"/slow?seconds={config.slow_seconds:g}", None)]
+        post: list[Request] = [("POST", "/db", b"note=loadgen")]
         workers: list[tuple[str, Callable[[], None]]] = []
         for n in range(config.http_workers):
             workers.append((f"get-{n}", lambda n=n: self._http_worker("get", fast[n % 3 :] + fast[: n % 3], 0.0)))
@@ -286,7 +287,7 @@ class LoadRun:
         except Exception as error:  # a bug here must not pass for a quiet rollout
             self._recorder.failed("loadgen", f"worker {name} crashed: {error!r}")
 
-    def _http_worker(self, kind: str, requests: list[tuple[str, str, bytes | None]], lead: float) -> None:
+    def _http_worker(self, kind: str, requests: list[Request], lead: float) -> None:
         sent = 0
         while self._running(lead) and self._take_request():
             method, path, body = requests[sent % len(requests)]
@@ -325,50 +326,44 @@ class LoadRun:
             self._websocket_session(number)
             self._stop.wait(min(WEBSOCKET_INTERVAL, max(self._deadline - time.monotonic(), 0.0)))
 
-    def _open_websocket(self) -> ClientConnection:
-        parts = self._websocket
+    @contextlib.contextmanager
+    def _websocket(self) -> Iterator[ClientConnection]:
+        """An open session; leaving it cleanly closes it with 1000."""
+        parts = self._websocket_parts
         address = (parts.hostname or "", parts.port or 80)
-        sock = socket.create_connection(address, timeout=self.config.timeout)
         # The handshake's Host comes from the URI; the socket decides where it really goes.
-        host = self.config.host_header or parts.netloc
-        uri = urllib.parse.urlunsplit(("ws", host, parts.path or "/", parts.query, ""))
-        try:
-            return connect(uri, sock=sock, proxy=None, open_timeout=self.config.timeout)
-        except BaseException:
-            sock.close()
-            raise
+        uri = urllib.parse.urlunsplit(("ws", self.config.host_header or parts.netloc, parts.path, parts.query, ""))
+        with (
+            socket.create_connection(address, timeout=self.config.timeout) as sock,
+            connect(uri, sock=sock, proxy=None, open_timeout=self.config.timeout, legacy=False) as websocket,
+        ):
+            yield websocket
 
     def _websocket_session(self, number: int) -> None:
         """One session: greeting, then an echo a second until stop() or the deadline."""
         self._recorder.sent("websocket")
         try:
-            websocket = self._open_websocket()
-        except Exception as error:
-            self._recorder.failed("websocket", f"session {number} did not open: {error!r}")
-            return
-        try:
-            greeting = _json_object(websocket.recv(timeout=self.config.timeout))
-            if greeting.get("hello") is not True:
-                raise _Failure(f"unexpected greeting {greeting!r:.80}")
-            self._recorder.answered(None, greeting)
-            sequence = 0
-            while self._running():
-                sequence += 1
-                message = f"loadgen {number}/{sequence}"
-                websocket.send(message)
-                echo = websocket.recv(timeout=self.config.timeout)
-                if echo != message:
-                    raise _Failure(f"echo {echo!r:.80} for {message!r}")
-                self._recorder.echoed()
-                self._listen(websocket, time.monotonic() + WEBSOCKET_INTERVAL)
+            with self._websocket() as websocket:
+                greeting = _json_object(websocket.recv(timeout=self.config.timeout))
+                if greeting.get("hello") is not True:
+                    raise _Failure(f"unexpected greeting {greeting!r:.80}")
+                self._recorder.answered(None, greeting)
+                sequence = 0
+                while self._running():
+                    sequence += 1
+                    message = f"loadgen {number}/{sequence}"
+                    websocket.send(message)
+                    echo = websocket.recv(timeout=self.config.timeout)
+                    if echo != message:
+                        raise _Failure(f"echo {echo!r:.80} for {message!r}")
+                    self._recorder.echoed()
+                    self._listen(websocket, time.monotonic() + WEBSOCKET_INTERVAL)
         except ConnectionClosed as error:
             self._recorder.failed("websocket", f"session {number} closed by the server: {error}")
         except _Failure as error:
             self._recorder.failed("websocket", f"session {number}: {error}")
-        except Exception as error:  # timeout waiting for the echo, reset...
+        except Exception as error:  # refused, handshake rejected, timeout waiting for the echo, reset...
             self._recorder.failed("websocket", f"session {number}: {error!r}")
-        finally:
-            websocket.close(1000)
 
     def _listen(self, websocket: ClientConnection, until: float) -> None:
         """Wait until the next echo is due, noticing at once a close by the server."""

@@ -102,7 +102,7 @@ class Handler(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def http_app(fail_every: int = 0, garbage_every: int = 0) -> Iterator[App]:
     app = App(fail_every, garbage_every)
-    thread = threading.Thread(target=app.serve_forever, daemon=True)
+    thread = threading.Thread(target=app.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield app

@@ -40,13 +40,32 @@ ROOT_URLCONF = "demo.urls"
 
 ASGI_APPLICATION = "demo.asgi.application"
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("DEMO_DATABASE_PATH", str(BASE_DIR / "db.sqlite3")),
-        "OPTIONS": {"timeout": 20},
+# SQLite unless DEMO_DB_HOST names a PostgreSQL server.
+DB_HOST = os.environ.get("DEMO_DB_HOST", "")
+if DB_HOST:
+    DB_PASSWORD = os.environ.get("DEMO_DB_PASSWORD", "")
+    if not DB_PASSWORD:
+        raise ImproperlyConfigured("DEMO_DB_PASSWORD must be set when DEMO_DB_HOST is set")
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": DB_HOST,
+            "PORT": os.environ.get("DEMO_DB_PORT", "5432"),
+            "NAME": os.environ.get("DEMO_DB_NAME", "demo"),
+            "USER": os.environ.get("DEMO_DB_USER", "demo"),
+            "PASSWORD": DB_PASSWORD,
+            "CONN_MAX_AGE": 0,
+            "OPTIONS": {"connect_timeout": 5},
+        }
     }
-}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("DEMO_DATABASE_PATH", str(BASE_DIR / "db.sqlite3")),
+            "OPTIONS": {"timeout": 20},
+        }
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -13,9 +13,11 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
+import testinfra
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(PROJECT / "tests" / "load"))
@@ -30,13 +32,19 @@ SINGLE_HOST = "http://127.0.0.1:18181"
 LOAD_SECONDS = 420
 LOAD_REQUESTS = 60000
 
-pytestmark = pytest.mark.dependency
-
 
 def ansible_playbook(playbook: str, *arguments: str, inventory: Path = INVENTORY) -> subprocess.CompletedProcess:
-    environment = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(PROJECT / ".cache" / "collections"), ANSIBLE_FORCE_COLOR="0")
-    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(PROJECT / playbook), *arguments]
-    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=900, check=False)  # noqa: S603
+    environment = dict(
+        os.environ, ANSIBLE_COLLECTIONS_PATH=str(PROJECT / ".cache" / "collections"), ANSIBLE_FORCE_COLOR="0"
+    )
+    command = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        str(inventory),
+        str(PROJECT / playbook),
+        *arguments,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=900, check=False)
     print(result.stdout[-6000:])
     print(result.stderr[-3000:])
     return result
@@ -53,8 +61,6 @@ def roll_out_under_load(base_url: str, playbook: str, *arguments: str, inventory
 
 
 def releases_served(base_url: str = LOAD_BALANCER, requests: int = 12) -> set[str]:
-    import urllib.request
-
     seen = set()
     for _ in range(requests):
         with urllib.request.urlopen(f"{base_url}/whoami", timeout=5) as response:  # noqa: S310  (loopback only)
@@ -75,8 +81,6 @@ def assert_no_failure(report: LoadReport) -> None:
 
 @pytest.fixture(scope="module")
 def app_hosts():
-    import testinfra
-
     return {name: testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}") for name in APP_HOSTS}
 
 
@@ -130,7 +134,7 @@ def test_3_rollback_to_v1_under_load_fails_no_request(app_hosts):
 
 
 def test_4_single_host_without_load_balancer_fails_no_request(app_hosts, tmp_path):
-    listing = subprocess.run(  # noqa: S603
+    listing = subprocess.run(
         [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(INVENTORY), "--host", APP_HOSTS[0]],
         capture_output=True,
         text=True,
