@@ -66,7 +66,12 @@ class LoadConfig:
     http_workers: int = 6  # threads sending GET /, /async, /whoami in turn
     slow_workers: int = 2  # threads sending GET /slow?seconds=<slow_seconds>
     post_workers: int = 1  # threads sending POST /db
-    websocket_sessions: int = 2  # sessions open for the whole run, one echo a second each
+    websocket_sessions: int = 2  # concurrent sessions, one echo a second each
+    # Seconds each session stays open before it closes cleanly and a new one
+    # opens; None keeps one session for the whole run. Sessions shorter than a
+    # drain timeout outlive a switch instead of being cut by it.
+    websocket_session_seconds: float | None = None
+    request_interval: float = 0.0  # pause of each HTTP worker between its requests
     timeout: float = 15.0  # per request, per WebSocket open and per echo
     host_header: str | None = None  # Host sent instead of the URL's one
     slow_seconds: float = 2.0  # a /slow is only sent when it can end before the duration does
@@ -293,6 +298,8 @@ class LoadRun:
             method, path, body = requests[sent % len(requests)]
             self._http(kind, method, path, body)
             sent += 1
+            if self.config.request_interval:
+                self._stop.wait(self.config.request_interval)
 
     def _http(self, kind: str, method: str, path: str, body: bytes | None) -> None:
         headers = {"Connection": "close", "Accept": "application/json"}
@@ -340,7 +347,7 @@ class LoadRun:
             yield websocket
 
     def _websocket_session(self, number: int) -> None:
-        """One session: greeting, then an echo a second until stop() or the deadline."""
+        """One session: greeting, then an echo a second until its lifetime, stop() or the deadline."""
         self._recorder.sent("websocket")
         try:
             with self._websocket() as websocket:
@@ -349,7 +356,9 @@ class LoadRun:
                     raise _Failure(f"unexpected greeting {greeting!r:.80}")
                 self._recorder.answered(None, greeting)
                 sequence = 0
-                while self._running():
+                lifetime = self.config.websocket_session_seconds
+                ends = time.monotonic() + lifetime if lifetime else float("inf")
+                while self._running() and time.monotonic() < ends:
                     sequence += 1
                     message = f"loadgen {number}/{sequence}"
                     websocket.send(message)

@@ -29,8 +29,8 @@ APP_HOSTS = ["django-asgi-rolling-app1", "django-asgi-rolling-app2", "django-asg
 LOAD_BALANCER = "http://127.0.0.1:18180"
 SINGLE_HOST = "http://127.0.0.1:18181"
 # Bounds of one load run; a rollout ends well within them.
-LOAD_SECONDS = 420
-LOAD_REQUESTS = 60000
+LOAD_SECONDS = 600
+LOAD_REQUESTS = 200000
 
 
 def ansible_playbook(playbook: str, *arguments: str, inventory: Path = INVENTORY) -> subprocess.CompletedProcess:
@@ -51,7 +51,15 @@ def ansible_playbook(playbook: str, *arguments: str, inventory: Path = INVENTORY
 
 
 def roll_out_under_load(base_url: str, playbook: str, *arguments: str, inventory: Path = INVENTORY):
-    config = LoadConfig(base_url=base_url, duration=LOAD_SECONDS, max_requests=LOAD_REQUESTS)
+    config = LoadConfig(
+        base_url=base_url,
+        duration=LOAD_SECONDS,
+        max_requests=LOAD_REQUESTS,
+        http_workers=4,
+        request_interval=0.01,
+        # Each session spans a switch, then ends cleanly well within the drain timeouts.
+        websocket_session_seconds=15,
+    )
     with LoadRun(config) as load:
         result = ansible_playbook(playbook, *arguments, inventory=inventory)
         report: LoadReport = load.stop()
