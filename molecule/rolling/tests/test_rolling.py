@@ -45,8 +45,8 @@ def ansible_playbook(playbook: str, *arguments: str, inventory: Path = INVENTORY
         *arguments,
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=900, check=False)
-    print(result.stdout[-6000:])
-    print(result.stderr[-3000:])
+    print(result.stdout[-3000:])
+    print(result.stderr[-2000:])
     return result
 
 
@@ -123,8 +123,10 @@ def test_2_a_broken_release_stops_at_the_first_batch_and_never_serves(app_hosts,
         "asgi_server_health_retries=15",
     )
     assert result.returncode != 0
-    assert "did not pass its health probe" in result.stdout
-    assert "not switched: the rollout stopped before this host" in result.stdout
+    # Ansible's output callback folds long lines: compare words, not layout.
+    output = " ".join(result.stdout.split())
+    assert "did not pass its health probe" in output
+    assert "not switched: the rollout stopped before this host" in output
     assert_no_failure(report)
     assert "v3" not in report.releases_seen
     assert {host_release(host) for host in app_hosts.values()} == {"v2"}
