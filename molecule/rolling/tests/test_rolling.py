@@ -123,8 +123,9 @@ def test_2_a_broken_release_stops_at_the_first_batch_and_never_serves(app_hosts,
         "asgi_server_health_retries=15",
     )
     assert result.returncode != 0
-    # Ansible's output callback folds long lines: compare words, not layout.
-    output = " ".join(result.stdout.split())
+    # Ansible folds long lines and prints the final error on stderr: compare
+    # the words of both streams, not their layout.
+    output = " ".join((result.stdout + result.stderr).split())
     assert "did not pass its health probe" in output
     assert "not switched: the rollout stopped before this host" in output
     assert_no_failure(report)
