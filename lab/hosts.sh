@@ -1,3 +1,5 @@
+# shellcheck shell=bash disable=SC2034
+# Sourced, not run; the scripts that source it read the variables below.
 # The lab's hosts, shared by lab/up.sh and lab/down.sh: name, address on the
 # lab network, and the ports published on 127.0.0.1 (HTTP, HTTPS; '-' for
 # none). inventories/lab/hosts.yml names the same hosts and addresses.

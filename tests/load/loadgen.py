@@ -54,7 +54,8 @@ def _check_loopback(url: str, schemes: tuple[str, ...]) -> urllib.parse.SplitRes
         raise ValueError(f"{url!r}: the scheme must be one of {', '.join(schemes)}")
     if parts.hostname not in LOOPBACK_HOSTS:
         raise ValueError(f"{url!r}: only 127.0.0.1 or localhost may be loaded")
-    _ = parts.port  # raises ValueError on a port that is not a number
+    if parts.port == 0:  # reading the port raises ValueError on one that is not a number
+        raise ValueError(f"{url!r}: port 0 cannot be loaded")
     return parts
 
 

@@ -70,7 +70,7 @@ def roll_out_under_load(base_url: str, playbook: str, *arguments: str, inventory
 
 def releases_served(base_url: str = LOAD_BALANCER, requests: int = 12) -> set[str]:
     seen = set()
-    for _ in range(requests):
+    for _request in range(requests):
         with urllib.request.urlopen(f"{base_url}/whoami", timeout=5) as response:  # noqa: S310  (loopback only)
             seen.add(json.loads(response.read())["release"])
     return seen
