@@ -1,3 +1,6 @@
+# Copyright: django_asgi.rollout maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Turn a role's argument spec into the one the preflight play checks."""
 
 from __future__ import annotations
@@ -7,6 +10,7 @@ from typing import Any
 DOCUMENTATION = r"""
 name: preflight_spec
 short_description: A role's options, as the preflight checks them before any host changes
+version_added: 0.1.0
 description:
   - Takes the C(options) of a role's argument spec and drops the options the playbook itself
     passes from one role to the next (they do not exist yet before the run), and every C(default)

@@ -1,3 +1,6 @@
+# Copyright: django_asgi.rollout maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Jinja tests for addresses in the inventory, with no library beyond Python's."""
 
 from __future__ import annotations
@@ -7,6 +10,7 @@ import ipaddress
 DOCUMENTATION = r"""
 name: ip_network
 short_description: Is the value an IP address or a CIDR network
+version_added: 0.1.0
 description:
   - True for an IPv4 or IPv6 address (C(10.0.0.5)) or network in CIDR form (C(10.0.0.0/24)),
     the forms nginx's C(set_real_ip_from) and the servers' trust lists accept.
