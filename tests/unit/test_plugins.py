@@ -18,6 +18,7 @@ def load(relative: str):
 
 
 network = load("test/network.py")
+host_names = load("test/host_name.py")
 specs = load("filter/specs.py")
 
 
@@ -29,6 +30,20 @@ def test_ip_network_accepts_addresses_and_cidrs(value):
 @pytest.mark.parametrize("value", ["", "10.0.0.5/24", "10.0.0.256", "lb.example", "*", None, 10, "10.0.0.0/33"])
 def test_ip_network_refuses_everything_else(value):
     assert not network.ip_network(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["app.example.com", "localhost", "*.example.com", ".example.com", "example.com.", "10.0.0.5", "::1"]
+)
+def test_host_name_accepts_names_wildcards_and_addresses(value):
+    assert host_names.host_name(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["", "*", "a b", "app.example.com;", "evil{", "-app.example", "app..example", "x" * 254, None, 3]
+)
+def test_host_name_refuses_what_would_break_a_server_name(value):
+    assert not host_names.host_name(value)
 
 
 def test_preflight_spec_drops_wired_options_and_every_default():
