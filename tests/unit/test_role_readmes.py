@@ -71,12 +71,12 @@ def test_the_example_playbook_uses_the_role_and_real_entry_points(role: Path):
     plays = example_plays(role)
     assert all(isinstance(play, dict) and play.get("hosts") for play in plays), "every play names its hosts"
     references = role_references(plays)
-    assert role.name in {role_dir(name).name for name, _ in references}, "the example uses its own role"
+    assert role.name in {role_dir(name).name for name, _tasks_from in references}, "the example uses its own role"
     for name, tasks_from in references:
         assert (role_dir(name) / "tasks" / f"{tasks_from}.yml").is_file(), f"{name}: no tasks/{tasks_from}.yml"
 
 
 @pytest.mark.parametrize("role", COLLECTION_ROLES, ids=lambda path: path.name)
 def test_collection_roles_are_named_by_their_full_name(role: Path):
-    names = {name for name, _ in role_references(example_plays(role))}
+    names = {name for name, _tasks_from in role_references(example_plays(role))}
     assert all(name.startswith("django_asgi.rollout.") for name in names), names
