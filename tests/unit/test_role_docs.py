@@ -21,6 +21,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTION = "django_asgi.rollout"
+NAMESPACE, NAME = COLLECTION.split(".")
 ROLES = sorted(path.parent.parent.name for path in (ROOT / "roles").glob("*/meta/argument_specs.yml"))
 ANSIBLE_DOC = Path(sys.executable).parent / "ansible-doc"
 
@@ -42,9 +43,9 @@ def option_paths(options: dict | None, prefix: str = "") -> dict[str, bool]:
 def ansible_doc(tmp_path_factory):
     """Run ansible-doc -t role on the roles, with the collection on its own collections path."""
     workdir = tmp_path_factory.mktemp("ansible-doc")
-    namespace = workdir / "collections" / "ansible_collections" / COLLECTION.split(".")[0]
+    namespace = workdir / "collections" / "ansible_collections" / NAMESPACE
     namespace.mkdir(parents=True)
-    (namespace / COLLECTION.split(".")[1]).symlink_to(ROOT, target_is_directory=True)
+    (namespace / NAME).symlink_to(ROOT, target_is_directory=True)
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_") or key == "ANSIBLE_HOME"
     }
