@@ -1,4 +1,4 @@
-"""One host deployed by site.yml: what a user of the app and its operator see."""
+"""One host per platform deployed by site.yml: what a user of the app and its operator see."""
 
 from __future__ import annotations
 
@@ -84,3 +84,12 @@ def test_socket_is_reachable_by_nginx_and_not_by_other_users(host, serving_unit)
 def test_unknown_host_header_is_refused_by_nginx(host):
     refused = host.run("curl -sS --max-time 5 -H 'Host: evil.example' http://127.0.0.1/whoami")
     assert refused.rc != 0  # nginx closes the connection (444) before Django sees it
+
+
+def test_release_venv_runs_the_hosts_own_python(host, serving_unit):
+    """The wheelhouse was downloaded for this host's Python (3.11 on Debian 12, 3.13 on Debian 13)."""
+    command = unit_property(host, serving_unit, "ExecStart")
+    venv_python = re.search(r"path=(\S+)/bin/\w+ ;", command).group(1) + "/bin/python"
+    version = "import sys; print(sys.version_info[:2])"
+    assert host.check_output(f"{venv_python} -c '{version}'") == host.check_output(f"/usr/bin/python3 -c '{version}'")
+    assert host.run(f"{venv_python} -c 'import uvloop, httptools'").rc == 0
