@@ -7,15 +7,58 @@ Requests go from the controller to the ports each scenario publishes on
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 APP = "demo"
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[1]))
+
+
+def ansible_playbook(playbook: str, *arguments: str, inventory: Path | None = None, **popen) -> subprocess.Popen:
+    """Start ansible-playbook from the repository against the scenario's inventory (or another one)."""
+    environment = dict(
+        os.environ, ANSIBLE_COLLECTIONS_PATH=str(PROJECT / ".cache" / "collections"), ANSIBLE_FORCE_COLOR="0"
+    )
+    command = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        str(inventory or Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
+        str(PROJECT / playbook),
+        *arguments,
+    ]
+    return subprocess.Popen(command, env=environment, text=True, **popen)
+
+
+def run_playbook(playbook: str, *arguments: str, inventory: Path | None = None, echo: bool = True):
+    """Run ansible-playbook to the end; returns (return code, stdout and stderr joined)."""
+    process = ansible_playbook(
+        playbook, *arguments, inventory=inventory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    output, _ = process.communicate(timeout=900)
+    if echo:
+        print(output[-4000:])
+    return process.returncode, output
+
+
+def words(text: str) -> str:
+    """Ansible folds long lines: compare messages by their words, not their layout."""
+    return " ".join(text.split())
+
+
+def unit_exposure(host, unit: str) -> float:
+    """systemd-analyze's overall exposure score of a unit: 0 (locked down) to 10."""
+    last_line = host.check_output(f"systemd-analyze security --no-pager {unit} | tail -n 1")
+    # "→ Overall exposure level for demo@blue.service: 1.2 OK :-)"
+    return float(last_line.split(f"{unit}:", 1)[1].split()[0])
 
 
 @dataclass

@@ -24,6 +24,8 @@ sys.path.insert(0, str(PROJECT / "tests" / "load"))
 
 from loadgen import LoadConfig, LoadReport, LoadRun  # noqa: E402
 
+from conftest import run_playbook  # noqa: E402
+
 INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
 APP_HOSTS = ["django-asgi-rolling-app1", "django-asgi-rolling-app2", "django-asgi-rolling-app3"]
 LOAD_BALANCER = "http://127.0.0.1:18180"
@@ -34,20 +36,8 @@ LOAD_REQUESTS = 200000
 
 
 def ansible_playbook(playbook: str, *arguments: str, inventory: Path = INVENTORY) -> subprocess.CompletedProcess:
-    environment = dict(
-        os.environ, ANSIBLE_COLLECTIONS_PATH=str(PROJECT / ".cache" / "collections"), ANSIBLE_FORCE_COLOR="0"
-    )
-    command = [
-        str(Path(sys.executable).parent / "ansible-playbook"),
-        "-i",
-        str(inventory),
-        str(PROJECT / playbook),
-        *arguments,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=900, check=False)
-    print(result.stdout[-3000:])
-    print(result.stderr[-2000:])
-    return result
+    returncode, output = run_playbook(playbook, *arguments, inventory=inventory)
+    return subprocess.CompletedProcess(playbook, returncode, output, "")
 
 
 def roll_out_under_load(base_url: str, playbook: str, *arguments: str, inventory: Path = INVENTORY):

@@ -1,0 +1,386 @@
+"""Bad input, faults and host security, on a load balancer and two app hosts.
+
+Every rollout here is site.yml run from the controller against molecule's
+inventory; requests go to the ports the scenario publishes on 127.0.0.1. The
+tests run in file order: the later ones build on the releases the earlier
+ones left (f1 from converge, then f2, then f3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import ip_address, ip_network
+
+import pytest
+import testinfra
+
+from conftest import (
+    APP,
+    PROJECT,
+    active_colour,
+    ansible_playbook,
+    assert_restarted_after_sigkill,
+    assert_socket_only_for_nginx,
+    http_get,
+    run_playbook,
+    unit_exposure,
+    unit_property,
+    wait_for,
+    words,
+)
+
+LOAD_BALANCER = "http://127.0.0.1:18280"
+APP_URLS = {"django-asgi-faults-app1": "http://127.0.0.1:18281", "django-asgi-faults-app2": "http://127.0.0.1:18282"}
+ALL_HOSTS = ["django-asgi-faults-lb", *APP_URLS]
+NETWORK = ip_network("172.30.59.0/24")
+LOAD_BALANCER_ADDRESS = ip_address("172.30.59.10")
+SECRET_KEY = "molecule-faults-secret-key-5d0c9e"  # noqa: S105  (the scenario's own test value)
+ROTATED_SECRET_KEY = "molecule-faults-rotated-key-8a41f7"  # noqa: S105
+DATABASE_PATH = f"/srv/{APP}/shared/db.sqlite3"
+LOCK = f"/run/lock/django-asgi-rollout-{APP}.json"
+# What the rollout writes on a host; a run refused in preflight changes none of it.
+MANAGED_PATHS = f"/etc/nginx /etc/systemd/system /etc/{APP} /srv/{APP} /var/lib/{APP} /run/{APP} /run/lock"
+
+# Output of the verbose run of test 7, which test 8 searches for secrets.
+VERBOSE_RUN: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return {name: testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}") for name in ALL_HOSTS}
+
+
+def release_of(url: str) -> str:
+    answer = http_get(f"{url}/whoami")
+    assert answer.status == 200, answer
+    return answer.json()["release"]
+
+
+def releases_everywhere() -> dict[str, str]:
+    return {name: release_of(url) for name, url in APP_URLS.items()}
+
+
+def serving_unit_of(host) -> str:
+    return f"{APP}@{active_colour(host)}.service"
+
+
+def fingerprint(host) -> str:
+    """Path, size, mode and modification time of everything the rollout manages, plus the running units."""
+    listing = host.check_output(
+        f"find {MANAGED_PATHS} -xdev -path /srv/{APP}/shared -prune -o -printf '%p %s %m %T@\\n' 2>/dev/null"
+        f" | sort | sha1sum; systemctl list-units --plain --no-legend --state=running '{APP}@*' nginx.service"
+    )
+    return listing
+
+
+def docker(*arguments: str) -> None:
+    subprocess.run(["docker", *arguments], check=True, capture_output=True, timeout=120)
+
+
+# --- The hosts are locked down ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(APP_URLS))
+def test_1_each_server_unit_is_sandboxed(hosts, name):
+    host = hosts[name]
+    unit = serving_unit_of(host)
+    exposure = unit_exposure(host, unit)
+    print(f"{name} {unit}: systemd-analyze security exposure {exposure}")
+    assert exposure <= 2.5
+    assert unit_property(host, unit, "ProtectSystem") == "strict"
+    assert unit_property(host, unit, "CapabilityBoundingSet") == ""
+    # The app user has no shell, cannot write its code, and reads but cannot change its secrets.
+    assert host.user(APP).shell in ("/usr/sbin/nologin", "/sbin/nologin")
+    release_dir = host.check_output(f"systemctl show --property WorkingDirectory --value {unit}").rsplit("/src", 1)[0]
+    for path in (release_dir, f"{release_dir}/src", host.check_output(f"ls -d {release_dir}/venv-*")):
+        assert host.run(f"runuser -u {APP} -- test -w {path}").rc != 0, f"{APP} may write {path}"
+    env_file = host.file(f"/etc/{APP}/env")
+    assert (env_file.mode, env_file.user, env_file.group) == (0o640, "root", APP)
+    assert host.run(f"runuser -u {APP} -- test -r /etc/{APP}/env").rc == 0
+    assert_socket_only_for_nginx(host, unit)
+
+
+def test_2_nginx_limits_headers_and_unknown_hosts():
+    answer = http_get(f"{APP_URLS['django-asgi-faults-app1']}/whoami")
+    assert answer.headers["server"] == "nginx"  # server_tokens off: no version
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["referrer-policy"] == "same-origin"
+    # A Host nobody serves gets no answer at all, on the app host and on the load balancer.
+    for url in (APP_URLS["django-asgi-faults-app1"], LOAD_BALANCER):
+        with pytest.raises(OSError):
+            http_get(f"{url}/whoami", headers={"Host": "attacker.example"})
+    # A body over client_max_body_size (10m) is refused before it reaches Django.
+    request = urllib.request.Request(  # noqa: S310  (loopback only)
+        f"{APP_URLS['django-asgi-faults-app1']}/db", data=b"x" * (11 * 1024 * 1024), method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)  # noqa: S310
+    assert refused.value.code == 413
+
+
+def test_3_forwarded_headers_from_clients_never_reach_django_as_truth_through_the_load_balancer():
+    spoofed = {
+        "X-Forwarded-For": "6.6.6.6, 9.9.9.9",
+        "X-Real-IP": "7.7.7.7",
+        "Forwarded": "for=8.8.8.8;proto=https",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "evil.example",
+    }
+    for _ in range(4):  # both app hosts, whichever the load balancer picks
+        seen = http_get(f"{LOAD_BALANCER}/whoami", headers=spoofed).json()
+        client = ip_address(seen["client"])
+        # Django sees the address the load balancer saw (the Docker gateway of
+        # the lab network), not a spoofed one and not the load balancer itself.
+        assert client in NETWORK and client != LOAD_BALANCER_ADDRESS, seen
+        assert seen["scheme"] == "http" and not seen["is_secure"], seen
+        assert seen["host"] == "127.0.0.1", seen
+
+
+# --- Bad input: refused in preflight, before any host changes ----------------------
+
+BAD_INPUTS = [
+    ("django_app_name", "Demo App"),
+    ("django_app_name", "root"),
+    ("django_app_asgi_module", "demo/asgi.py"),
+    ("django_app_settings_module", "demo-settings"),
+    ("django_app_release_id", "../../etc"),
+    ("django_app_allowed_hosts", ["app.example.com; evil"]),
+    ("django_app_env", {"BAD-NAME": "x"}),
+    ("django_app_keep_releases", 1),
+    ("django_app_source", "/nonexistent/source"),
+    ("asgi_server_kind", "gunicorn"),
+    ("asgi_server_workers", 0),
+    ("asgi_server_graceful_timeout", 0),
+    ("asgi_server_socket_dir", "/tmp/sockets"),  # noqa: S108  (a bad input, never created)
+    ("nginx_proxy_trusted_proxies", ["10.0.0.300/8"]),
+    ("nginx_proxy_trusted_proxies", ["lb.example"]),
+    ("nginx_proxy_server_names", ["good.example", "bad name"]),
+    ("nginx_proxy_http_port", 70000),
+    ("nginx_proxy_https_port", 80),
+    ("nginx_proxy_tls_certificate", "/nonexistent/lab.crt"),
+    ("nginx_proxy_client_max_body_size", "10 megabytes"),
+    ("nginx_proxy_extra_directives", ["gzip on"]),
+    ("load_balancer_server_names", ["*"]),
+    ("load_balancer_backend_port", 0),
+    ("rollout_serial", "0"),
+    ("rollout_serial", "half"),
+    ("rollout_rollback_on_failure", "maybe"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(hosts, tmp_path_factory):
+    """Every bad input run once, four at a time, with the hosts' fingerprints before and after."""
+    key = tmp_path_factory.mktemp("tls") / "lab.key"
+    key.write_text("not checked before the certificate\n")
+    before = {name: fingerprint(host) for name, host in hosts.items()}
+
+    def run(case):
+        variable, value = case
+        extra = {variable: value}
+        if variable == "nginx_proxy_tls_certificate":
+            extra["nginx_proxy_tls_certificate_key"] = str(key)
+        return run_playbook("site.yml", "-e", json.dumps(extra), echo=False)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run, BAD_INPUTS))
+    after = {name: fingerprint(host) for name, host in hosts.items()}
+    return results, before, after
+
+
+@pytest.mark.parametrize("case", range(len(BAD_INPUTS)), ids=[f"{v}={json.dumps(x)}" for v, x in BAD_INPUTS])
+def test_4_bad_input_fails_in_preflight_naming_the_variable(bad_input_runs, case):
+    variable, value = BAD_INPUTS[case]
+    results, _, _ = bad_input_runs
+    returncode, output = results[case]
+    failed_tasks = [line for line in output.splitlines() if line.startswith(("fatal:", "failed:"))]
+    print(f"{variable}={value!r}: rc {returncode}\n" + "\n".join(failed_tasks)[-1500:])
+    assert returncode != 0
+    assert variable in words(output), output[-3000:]
+    # Nothing after the checks ran: not even the lock was taken.
+    assert "PLAY [Check every input before any host changes]" in output
+    assert "PLAY [Take the rollout lock on every host]" not in output
+
+
+def test_5_no_host_changed_during_the_bad_input_runs(bad_input_runs):
+    _, before, after = bad_input_runs
+    assert after == before
+
+
+# --- Faults ---------------------------------------------------------------------------
+
+
+def test_6_kill_and_host_restart_come_back_serving(hosts):
+    app2 = hosts["django-asgi-faults-app2"]
+    assert_restarted_after_sigkill(app2, APP_URLS["django-asgi-faults-app2"], serving_unit_of(app2))
+
+    nginx_pid = app2.check_output("systemctl show --property MainPID --value nginx")
+    app2.run(f"kill -9 {nginx_pid}")
+    wait_for(lambda: http_get(f"{APP_URLS['django-asgi-faults-app2']}/whoami").status == 200, timeout=60)
+    assert app2.check_output("systemctl show --property MainPID --value nginx") != nginx_pid
+
+    app1 = hosts["django-asgi-faults-app1"]
+    colour = active_colour(app1)
+    docker("restart", "django-asgi-faults-app1")
+    answer = wait_for(lambda: (a := http_get(f"{APP_URLS['django-asgi-faults-app1']}/whoami")).status == 200 and a, 120)
+    assert answer.json()["release"] == "f1"
+    assert answer.json()["colour"] == colour
+    assert app1.service("nginx").is_running
+    assert app1.service(f"{APP}@{colour}").is_running
+    wait_for(lambda: {release_of(LOAD_BALANCER) for _ in range(4)} == {"f1"}, timeout=60)
+
+
+def test_7_an_nginx_directive_nginx_refuses_leaves_the_live_config_serving(hosts):
+    app1 = hosts["django-asgi-faults-app1"]
+    site = f"/etc/nginx/sites-available/{APP}.conf"
+    before = app1.file(site).sha256sum
+    returncode, output = run_playbook(
+        "site.yml", "-e", json.dumps({"nginx_proxy_extra_directives": ["proxy_bogus_directive on;"]})
+    )
+    assert returncode != 0
+    assert "nginx refused the site" in words(output)
+    assert 'unknown directive "proxy_bogus_directive"' in words(output)
+    assert app1.file(site).sha256sum == before
+    assert app1.run("nginx -t").rc == 0
+    assert releases_everywhere() == {name: "f1" for name in APP_URLS}
+    assert release_of(LOAD_BALANCER) == "f1"
+    assert not app1.file(LOCK).exists
+
+
+@pytest.fixture(scope="module")
+def source_with_a_failing_migration(tmp_path_factory):
+    source = tmp_path_factory.mktemp("badmigration") / "demo"
+    subprocess.run(["cp", "-a", str(PROJECT / "examples" / "demo"), str(source)], check=True)
+    (source / "hello" / "migrations" / "0002_fails.py").write_text(
+        "from django.db import migrations\n\n\n"
+        "def fail(apps, schema_editor):\n"
+        '    raise RuntimeError("this migration fails on purpose")\n\n\n'
+        "class Migration(migrations.Migration):\n"
+        '    dependencies = [("hello", "0001_initial")]\n'
+        "    operations = [migrations.RunPython(fail)]\n"
+    )
+    return source
+
+
+def test_8_a_release_whose_migrations_fail_switches_no_host(hosts, source_with_a_failing_migration):
+    colours = {name: active_colour(hosts[name]) for name in APP_URLS}
+    returncode, output = run_playbook(
+        "site.yml",
+        "-e",
+        "django_app_release_id=f-bad-migration",
+        "-e",
+        f"django_app_source={source_with_a_failing_migration}",
+    )
+    assert returncode != 0
+    assert "the migrations failed, no host switched" in words(output)
+    assert "this migration fails on purpose" in words(output)
+    assert releases_everywhere() == {name: "f1" for name in APP_URLS}
+    assert {name: active_colour(hosts[name]) for name in APP_URLS} == colours
+    assert release_of(LOAD_BALANCER) == "f1"
+    for name in ALL_HOSTS:
+        assert not hosts[name].file(LOCK).exists, name
+
+
+def test_9_a_second_rollout_started_during_the_first_refuses_to_run(hosts):
+    first = ansible_playbook(
+        "site.yml", "-e", "django_app_release_id=f2", stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_for(lambda: hosts["django-asgi-faults-lb"].file(LOCK).exists, timeout=180, interval=1)
+        holder = json.loads(hosts["django-asgi-faults-lb"].file(LOCK).content_string)
+        assert holder["pid"] == first.pid
+        returncode, output = run_playbook("site.yml", "-e", "django_app_release_id=f3")
+        assert returncode != 0
+        assert "Another rollout holds the lock" in words(output)
+        assert f"pid {first.pid}" in words(output)
+        assert "PLAY [Set up the load balancers]" not in output
+    finally:
+        first_output, _ = first.communicate(timeout=900)
+        print(first_output[-3000:])
+    assert first.returncode == 0
+    assert releases_everywhere() == {name: "f2" for name in APP_URLS}
+    for name in ALL_HOSTS:
+        assert not hosts[name].file(LOCK).exists, name
+
+
+def test_10_a_host_lost_mid_rollout_stops_it_and_a_rerun_completes(hosts):
+    lost = "django-asgi-faults-app2"
+    served: list[int] = []
+    stop = threading.Event()
+
+    def keep_asking():
+        for _ in range(2000):  # bounded: ~10 minutes at most
+            if stop.is_set():
+                return
+            try:
+                served.append(http_get(f"{LOAD_BALANCER}/whoami", timeout=10).status)
+            except OSError:
+                served.append(0)
+            time.sleep(0.3)
+
+    rollout = ansible_playbook(
+        "site.yml", "-e", "django_app_release_id=f3", stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    asker = threading.Thread(target=keep_asking, daemon=True)
+    asker.start()
+    lines = []
+    batches = 0
+    for line in rollout.stdout:
+        lines.append(line)
+        if line.startswith("PLAY [Switch the app hosts, batch by batch]"):
+            batches += 1
+            if batches == 2:
+                # app1's batch is done; app2's is about to start: pull the plug.
+                docker("kill", lost)
+    rollout.wait(timeout=900)
+    output = "".join(lines)
+    print(output[-3000:])
+    assert rollout.returncode != 0
+    # Over SSH the host is UNREACHABLE; over the docker connection its task fails.
+    assert f"fatal: [{lost}]: UNREACHABLE!" in output or f"fatal: [{lost}]: FAILED!" in output
+    assert "NO MORE HOSTS LEFT" in output
+    # The host that was done serves the new release, alone behind the load balancer.
+    assert release_of(APP_URLS["django-asgi-faults-app1"]) == "f3"
+    assert {release_of(LOAD_BALANCER) for _ in range(6)} == {"f3"}
+    stop.set()
+    asker.join(timeout=30)
+    print(f"load balancer answers during the rollout: {len(served)}, failed: {sum(s != 200 for s in served)}")
+    assert served and all(status == 200 for status in served)
+
+    # The host comes back on the release it ran, then a re-run finishes the job.
+    docker("start", lost)
+    wait_for(lambda: release_of(APP_URLS[lost]) == "f2", timeout=180, interval=1)
+    returncode, output = run_playbook(
+        "site.yml",
+        "-vvv",
+        "--diff",
+        "-e",
+        "django_app_release_id=f3",
+        "-e",
+        json.dumps({"django_app_env": {"DEMO_SECRET_KEY": ROTATED_SECRET_KEY, "DEMO_DATABASE_PATH": DATABASE_PATH}}),
+    )
+    VERBOSE_RUN["output"] = output
+    assert returncode == 0
+    assert "Took over the rollout lock" in words(output)
+    assert releases_everywhere() == {name: "f3" for name in APP_URLS}
+    assert {release_of(LOAD_BALANCER) for _ in range(6)} == {"f3"}
+    for name in ALL_HOSTS:
+        assert not hosts[name].file(LOCK).exists, name
+
+
+def test_11_secrets_never_appear_in_a_verbose_run():
+    output = VERBOSE_RUN.get("output")
+    assert output, "test 10 did not get to its verbose run"
+    # The run changed the env file (a rotated key) with --diff and -vvv.
+    assert "/etc/demo/env" in output
+    assert SECRET_KEY not in output
+    assert ROTATED_SECRET_KEY not in output
