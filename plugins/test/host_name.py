@@ -1,3 +1,6 @@
+# Copyright: django_asgi.rollout maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Jinja test for the host names a site answers to, with no library beyond Python's."""
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ import re
 DOCUMENTATION = r"""
 name: host_name
 short_description: Is the value a host name nginx and Django both accept
+version_added: 0.1.0
 description:
   - True for a DNS name (C(app.example.com)), a name with a leading wildcard
     (C(*.example.com)) or dot (C(.example.com), Django's and nginx's form for a
