@@ -14,6 +14,7 @@ from conftest import (
     assert_restarted_after_sigkill,
     assert_socket_only_for_nginx,
     http_get,
+    unit_exposure,
     unit_property,
 )
 
@@ -115,3 +116,13 @@ def test_server_killed_with_sigkill_is_restarted(host, base_url, serving_unit):
 
 def test_socket_is_reachable_by_nginx_and_not_by_other_users(host, serving_unit):
     assert_socket_only_for_nginx(host, serving_unit)
+
+
+def test_the_unit_is_sandboxed_and_still_serves(host, base_url, serving_unit):
+    """Every server (uvicorn, daphne, hypercorn) runs under the same hardened unit."""
+    exposure = unit_exposure(host, serving_unit)
+    print(f"{serving_unit} on {host.backend.get_hostname()}: exposure {exposure}")
+    assert exposure <= 2.5
+    assert unit_property(host, serving_unit, "ProtectSystem") == "strict"
+    assert unit_property(host, serving_unit, "NoNewPrivileges") == "yes"
+    assert http_get(f"{base_url}/db").status == 200
