@@ -43,7 +43,7 @@ def run_playbook(playbook: str, *arguments: str, inventory: Path | None = None, 
     process = ansible_playbook(
         playbook, *arguments, inventory=inventory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    output, _ = process.communicate(timeout=900)
+    output = process.communicate(timeout=900)[0]
     if echo:
         print(output[-4000:])
     return process.returncode, output

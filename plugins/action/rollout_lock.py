@@ -1,3 +1,6 @@
+# Copyright: django_asgi.rollout maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Controller side of django_asgi.rollout.rollout_lock: who owns the lock, and whether a holder is gone."""
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright: django_asgi.rollout maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The rollout lock on one host: one rollout of an app at a time."""
 
 from __future__ import annotations
@@ -9,16 +12,16 @@ short_description: Take or release the lock that keeps two rollouts of an app ap
 description:
   - Takes the lock with an exclusive create of O(path), so of two rollouts started
     at once on the same hosts exactly one gets each host's lock.
-  - The lock names its owner: the controller, the C(ansible-playbook) process and
+  - The lock names its owner, that is the controller, the C(ansible-playbook) process and
     when it started. A rollout that finds the lock held by another owner fails
     with that owner's name and leaves the lock alone.
   - The action plugin of the same name fills in O(owner) on the controller, and
     takes over a lock whose owner was a C(ansible-playbook) process of this
     controller that no longer runs (a run that was interrupted).
-  - Reports no change: the lock is bookkeeping of the rollout, not configuration,
+  - Reports no change, since the lock is bookkeeping of the rollout, not configuration,
     so a converged fleet stays at C(changed=0).
 version_added: 0.2.0
-author: django_asgi.rollout contributors
+author: django_asgi.rollout maintainers (@django-asgi)
 options:
   path:
     description: The lock file, on a file system that a reboot empties (C(/run/lock)).
@@ -46,11 +49,15 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: In check mode a lock held by another run still refuses; nothing is written.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
     platforms: posix
 """
 

@@ -45,6 +45,13 @@ SECRET_KEY = "molecule-faults-secret-key-5d0c9e"  # noqa: S105  (the scenario's 
 ROTATED_SECRET_KEY = "molecule-faults-rotated-key-8a41f7"  # noqa: S105
 DATABASE_PATH = f"/srv/{APP}/shared/db.sqlite3"
 LOCK = f"/run/lock/django-asgi-rollout-{APP}.json"
+# Where test 10 leaves the fleet: release f3 with a rotated secret key.
+CONVERGED_STATE = [
+    "-e",
+    "django_app_release_id=f3",
+    "-e",
+    json.dumps({"django_app_env": {"DEMO_SECRET_KEY": ROTATED_SECRET_KEY, "DEMO_DATABASE_PATH": DATABASE_PATH}}),
+]
 # What the rollout writes on a host; a run refused in preflight changes none of it.
 MANAGED_PATHS = f"/etc/nginx /etc/systemd/system /etc/{APP} /srv/{APP} /var/lib/{APP} /run/{APP} /run/lock"
 
@@ -135,7 +142,7 @@ def test_3_forwarded_headers_from_clients_never_reach_django_as_truth_through_th
         "X-Forwarded-Proto": "https",
         "X-Forwarded-Host": "evil.example",
     }
-    for _ in range(4):  # both app hosts, whichever the load balancer picks
+    for _attempt in range(4):  # both app hosts, whichever the load balancer picks
         seen = http_get(f"{LOAD_BALANCER}/whoami", headers=spoofed).json()
         client = ip_address(seen["client"])
         # Django sees the address the load balancer saw (the Docker gateway of
@@ -200,7 +207,7 @@ def bad_input_runs(hosts, tmp_path_factory):
 @pytest.mark.parametrize("case", range(len(BAD_INPUTS)), ids=[f"{v}={json.dumps(x)}" for v, x in BAD_INPUTS])
 def test_4_bad_input_fails_in_preflight_naming_the_variable(bad_input_runs, case):
     variable, value = BAD_INPUTS[case]
-    results, _, _ = bad_input_runs
+    results = bad_input_runs[0]
     returncode, output = results[case]
     failed_tasks = [line for line in output.splitlines() if line.startswith(("fatal:", "failed:"))]
     print(f"{variable}={value!r}: rc {returncode}\n" + "\n".join(failed_tasks)[-1500:])
@@ -212,7 +219,7 @@ def test_4_bad_input_fails_in_preflight_naming_the_variable(bad_input_runs, case
 
 
 def test_5_no_host_changed_during_the_bad_input_runs(bad_input_runs):
-    _, before, after = bad_input_runs
+    before, after = bad_input_runs[1:]
     assert after == before
 
 
@@ -236,7 +243,7 @@ def test_6_kill_and_host_restart_come_back_serving(hosts):
     assert answer.json()["colour"] == colour
     assert app1.service("nginx").is_running
     assert app1.service(f"{APP}@{colour}").is_running
-    wait_for(lambda: {release_of(LOAD_BALANCER) for _ in range(4)} == {"f1"}, timeout=60)
+    wait_for(lambda: {release_of(LOAD_BALANCER) for _attempt in range(4)} == {"f1"}, timeout=60)
 
 
 def test_7_an_nginx_directive_nginx_refuses_leaves_the_live_config_serving(hosts):
@@ -304,7 +311,7 @@ def test_9_a_second_rollout_started_during_the_first_refuses_to_run(hosts):
         assert f"pid {first.pid}" in words(output)
         assert "PLAY [Set up the load balancers]" not in output
     finally:
-        first_output, _ = first.communicate(timeout=900)
+        first_output = first.communicate(timeout=900)[0]
         print(first_output[-3000:])
     assert first.returncode == 0
     assert releases_everywhere() == {name: "f2" for name in APP_URLS}
@@ -319,7 +326,7 @@ def test_10_a_host_lost_mid_rollout_stops_it_and_a_rerun_completes(hosts):
     stop = threading.Event()
 
     def keep_asking():
-        for _ in range(2000):  # bounded: ~10 minutes at most
+        for _attempt in range(2000):  # bounded: ~10 minutes at most
             if stop.is_set():
                 return
             try:
@@ -350,7 +357,7 @@ def test_10_a_host_lost_mid_rollout_stops_it_and_a_rerun_completes(hosts):
     assert f"fatal: [{lost}]: UNREACHABLE!" in output or f"fatal: [{lost}]: FAILED!" in output
     # The host that was done serves the new release, alone behind the load balancer.
     assert release_of(APP_URLS["django-asgi-faults-app1"]) == "f3"
-    assert {release_of(LOAD_BALANCER) for _ in range(6)} == {"f3"}
+    assert {release_of(LOAD_BALANCER) for _attempt in range(6)} == {"f3"}
     stop.set()
     asker.join(timeout=30)
     print(f"load balancer answers during the rollout: {len(served)}, failed: {sum(s != 200 for s in served)}")
@@ -360,20 +367,12 @@ def test_10_a_host_lost_mid_rollout_stops_it_and_a_rerun_completes(hosts):
     docker("start", lost)
     back = wait_for(lambda: (a := http_get(f"{APP_URLS[lost]}/whoami")).status == 200 and a, timeout=180, interval=1)
     assert back.json()["release"] == release_before
-    returncode, output = run_playbook(
-        "site.yml",
-        "-vvv",
-        "--diff",
-        "-e",
-        "django_app_release_id=f3",
-        "-e",
-        json.dumps({"django_app_env": {"DEMO_SECRET_KEY": ROTATED_SECRET_KEY, "DEMO_DATABASE_PATH": DATABASE_PATH}}),
-    )
+    returncode, output = run_playbook("site.yml", "-vvv", "--diff", *CONVERGED_STATE)
     VERBOSE_RUN["output"] = output
     assert returncode == 0
     assert "Took over the rollout lock" in words(output)
     assert releases_everywhere() == {name: "f3" for name in APP_URLS}
-    assert {release_of(LOAD_BALANCER) for _ in range(6)} == {"f3"}
+    assert {release_of(LOAD_BALANCER) for _attempt in range(6)} == {"f3"}
     for name in ALL_HOSTS:
         assert not hosts[name].file(LOCK).exists, name
 
@@ -385,3 +384,38 @@ def test_11_secrets_never_appear_in_a_verbose_run():
     assert "/etc/demo/env" in output
     assert SECRET_KEY not in output
     assert ROTATED_SECRET_KEY not in output
+
+
+# --- Check mode ------------------------------------------------------------------------
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP lines as {host: {ok: .., changed: .., failed: ..}}."""
+    counts = {}
+    for line in output.split("PLAY RECAP", 1)[-1].splitlines():
+        name, _separator, figures = line.partition(" : ")
+        if figures:
+            counts[name.strip()] = {k: int(v) for k, v in (pair.split("=") for pair in figures.split())}
+    return counts
+
+
+def test_12_check_mode_on_the_converged_fleet_changes_nothing_and_fails_nothing():
+    returncode, output = run_playbook("site.yml", "--check", "--diff", *CONVERGED_STATE)
+    assert returncode == 0
+    figures = recap(output)
+    assert set(figures) == set(ALL_HOSTS), figures
+    assert all(host["changed"] == 0 and host["failed"] == 0 for host in figures.values()), figures
+
+
+def test_13_check_mode_with_a_pending_change_shows_the_diff_and_writes_nothing(hosts):
+    site = f"/etc/nginx/sites-available/{APP}.conf"
+    before = {name: hosts[name].file(site).sha256sum for name in APP_URLS}
+    returncode, output = run_playbook(
+        "site.yml", "--check", "--diff", *CONVERGED_STATE, "-e", "nginx_proxy_client_timeout=20"
+    )
+    assert returncode == 0
+    assert "-    client_body_timeout 30s;" in output
+    assert "+    client_body_timeout 20s;" in output
+    assert all(recap(output)[name]["changed"] > 0 for name in APP_URLS)
+    assert {name: hosts[name].file(site).sha256sum for name in APP_URLS} == before
+    assert releases_everywhere() == {name: "f3" for name in APP_URLS}
