@@ -2,6 +2,9 @@
 # Build the systemd base image of the lab and molecule hosts from the Debian
 # archive (no container registry is needed), unless it already exists.
 # Usage: lab/base-image.sh [bookworm|trixie]
+# Both boot the same way on a cgroup v1 host (Docker's hybrid layout, mounted
+# by Docker itself): trixie's systemd 257 only marks itself tainted
+# "cgroupsv1" and reaches "running"; it needs no extra arguments.
 set -euo pipefail
 
 suite=${1:-bookworm}
