@@ -4,6 +4,7 @@
 # lab network, and the ports published on 127.0.0.1 (HTTP, HTTPS; '-' for
 # none). inventories/lab/hosts.yml names the same hosts and addresses.
 LAB_NETWORK=django-asgi-lab
+LAB_PREFIX=django-asgi-lab  # container names: <prefix>-<host>
 LAB_SUBNET=172.30.57.0/24
 LAB_IMAGE=django-asgi-lab:bookworm
 LAB_HOSTS=(

@@ -3,8 +3,9 @@
 # lab host running real systemd, reachable by Ansible's docker connection.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# LAB_CONFIG names another hosts file of the same form (bench/ uses its own).
 # shellcheck source=lab/hosts.sh
-source "$here/hosts.sh"
+source "${LAB_CONFIG:-$here/hosts.sh}"
 
 "$here/docker-engine.sh"
 "$here/base-image.sh" bookworm
@@ -15,7 +16,7 @@ docker network inspect "$LAB_NETWORK" >/dev/null 2>&1 ||
 
 for entry in "${LAB_HOSTS[@]}"; do
   read -r name address http_port https_port <<<"$entry"
-  container="django-asgi-lab-$name"
+  container="$LAB_PREFIX-$name"
   if docker container inspect "$container" >/dev/null 2>&1; then
     state=$(docker container inspect -f '{{.State.Status}}' "$container")
   else
@@ -43,7 +44,7 @@ done
 for entry in "${LAB_HOSTS[@]}"; do
   read -r name _ <<<"$entry"
   for _ in $(seq 1 30); do
-    state=$(docker exec "django-asgi-lab-$name" systemctl is-system-running 2>/dev/null || true)
+    state=$(docker exec "$LAB_PREFIX-$name" systemctl is-system-running 2>/dev/null || true)
     case "$state" in running|degraded) break ;; esac
     sleep 1
   done

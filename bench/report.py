@@ -1,0 +1,358 @@
+"""Write bench/RESULTS.md and bench/results.png from bench/results.json (written by bench/bench.py).
+
+The figures and the verdicts against the targets come from the JSON alone; bench/notes.md, written by
+hand, explains the causes behind them and is copied in at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen here
+import matplotlib.pyplot as plt  # after use(): the backend is chosen first
+
+HERE = Path(__file__).resolve().parent
+Json = dict[str, Any]
+
+TARGET_P99_RATIO = 2.0
+TARGET_RERUN_RATIO = 0.3
+TARGET_SCALE_RATIO = 2.0
+TARGET_PROXIED_RATIO = 0.85
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return round(numerator / denominator, 2) if denominator else float("inf")
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def mib(kib: float) -> str:
+    return f"{kib / 1024:.0f}"
+
+
+def by_hosts(entries: list[Json]) -> dict[int, Json]:
+    """Deploy figures by fleet size; a run that failed is left out (its error is printed apart)."""
+    return {entry["hosts"]: entry for entry in entries if "error" not in entry}
+
+
+def headline(results: Json) -> list[tuple[str, str, str, bool]]:
+    """(target, what was measured, the ratio or count, met) for every target of the issue."""
+    rows = []
+    for entry in results["rollouts"]:
+        server, rollout, tutorial = entry["server"], entry["rollout"], entry["tutorial_restart"]
+        rows.append(
+            (
+                f"{server}: zero failed requests during the rollout, against a baseline that fails",
+                f"rollout {rollout['failed']} of {rollout['sent']}; `systemctl restart` {tutorial['failed']} "
+                f"of {tutorial['sent']}",
+                f"{rollout['failed']} vs {tutorial['failed']}",
+                rollout["failed"] == 0 and tutorial["failed"] > 0,
+            )
+        )
+        p99 = ratio(rollout["p99_ms"], entry["steady"]["p99_ms"])
+        rows.append(
+            (
+                f"{server}: p99 during the rollout at most {TARGET_P99_RATIO:g}x steady",
+                f"{rollout['p99_ms']:.1f} ms vs {entry['steady']['p99_ms']:.1f} ms",
+                f"{p99}x",
+                p99 <= TARGET_P99_RATIO,
+            )
+        )
+    for runner, entries in (("", results["deploy"]), (" (Mitogen)", results.get("deploy_mitogen", []))):
+        deploys = by_hosts(entries)
+        for hosts, entry in sorted(deploys.items()):
+            rerun = ratio(entry["rerun"]["seconds"], entry["cold"]["seconds"])
+            rows.append(
+                (
+                    f"{hosts} app host(s){runner}: no-change re-run at most {TARGET_RERUN_RATIO:g}x cold, zero changes",
+                    f"{entry['rerun']['seconds']:.0f} s vs {entry['cold']['seconds']:.0f} s, "
+                    f"changed={entry['rerun']['changed']}",
+                    f"{rerun}x",
+                    rerun <= TARGET_RERUN_RATIO and entry["rerun"]["changed"] == 0,
+                )
+            )
+        if 1 in deploys and 6 in deploys:
+            for kind, label in (("cold", "cold deploy"), ("rerun", "re-run")):
+                scale = ratio(deploys[6][kind]["seconds"], deploys[1][kind]["seconds"])
+                rows.append(
+                    (
+                        f"6 app hosts at most {TARGET_SCALE_RATIO:g}x one host{runner} ({label})",
+                        f"{deploys[6][kind]['seconds']:.0f} s vs {deploys[1][kind]['seconds']:.0f} s",
+                        f"{scale}x",
+                        scale <= TARGET_SCALE_RATIO,
+                    )
+                )
+    for entry in results["throughput"]:
+        proxied = ratio(entry["proxied"]["requests_per_second"], entry["direct"]["requests_per_second"])
+        rows.append(
+            (
+                f"{entry['server']}: through nginx at least {TARGET_PROXIED_RATIO:g}x the server alone",
+                f"{entry['proxied']['requests_per_second']:.0f} vs {entry['direct']['requests_per_second']:.0f} req/s",
+                f"{proxied}x",
+                proxied >= TARGET_PROXIED_RATIO,
+            )
+        )
+    return rows
+
+
+def markdown(results: Json, notes: str, chart_name: str) -> str:
+    machine = results["machine"]
+    scales: list[str] = []
+    errors: list[str] = []
+    out = [
+        "# Benchmarks",
+        "",
+        f"Written by `bench/report.py` from `bench/results.json`, which `{results['command']}` measured in one run "
+        f"of {results['bench_seconds'] / 60:.0f} minutes on {machine['date']}, at commit `{machine['commit']}`.",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['memory_gib']} GiB; {machine['os']}, "
+        f"kernel {machine['kernel']}; Docker {machine['docker']}; Python {machine['python']}; "
+        f"{machine['ansible_core']}. The hosts are containers running systemd on this machine (`lab/up.sh`), "
+        "so the controller, every host and the load generator share its CPUs.",
+        "",
+        f"![The figures below, drawn]({chart_name})",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | ratio | verdict |",
+        "|---|---|---|---|",
+    ]
+    out += [
+        f"| {target} | {measured} | {value} | {verdict(met)} |" for target, measured, value, met in headline(results)
+    ]
+
+    out += [
+        "",
+        "## 1. Rollout under load, per server",
+        "",
+        "Load through the load balancer (`tests/load/loadgen.py`, the rolling scenario's mix: GET `/`, `/async`, "
+        "`/whoami`, `/slow`, POST `/db`, WebSocket sessions of 15 s). Latency is of the fast GETs. *Steady*: "
+        f"{results['rollouts'][0]['steady']['seconds']:.0f} s before anything changes. *Rollout*: `site.yml` with "
+        "a new release over the 3 app hosts, one batch at a time. *`systemctl restart`*: the tutorial way, the "
+        "same unit restarted host by host, each back in service before the next.",
+        "",
+        "| server | phase | seconds | sent | failed | p50 ms | p99 ms | p99 / steady |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in results["rollouts"]:
+        steady = entry["steady"]
+        for phase, label in (("steady", "steady"), ("rollout", "rollout"), ("tutorial_restart", "`systemctl restart`")):
+            figures = entry[phase]
+            out.append(
+                f"| {entry['server']} | {label} | {figures['seconds']:.0f} | {figures['sent']} | {figures['failed']} "
+                f"| {figures['p50_ms']:.1f} | {figures['p99_ms']:.1f} | {ratio(figures['p99_ms'], steady['p99_ms'])} |"
+            )
+    failures = [
+        f"- {entry['server']}, `systemctl restart`: {failure}"
+        for entry in results["rollouts"]
+        for failure in entry["tutorial_restart"]["failures"][:2]
+    ]
+    if failures:
+        out += ["", "What the clients saw during the restarts (first failures):", "", *failures]
+
+    out += [
+        "",
+        "## 2. Deploy time",
+        "",
+        "`site.yml` against fresh containers (the load balancer and N app hosts, nothing installed, an empty "
+        "controller cache), then the same command again; once with plain Ansible (this repository's "
+        "`ansible.cfg`: pipelining, forks 20, smart fact gathering), once more on new containers with Mitogen's "
+        "strategy (`mitogen_linear`, see the README). Controller CPU is what `ansible-playbook` and its "
+        "workers used.",
+        "",
+        "| runner | app hosts | cold s | changed | re-run s | changed | re-run / cold "
+        "| controller CPU s, cold / re-run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for runner, entries in (("Ansible", results["deploy"]), ("Mitogen", results.get("deploy_mitogen", []))):
+        deploys = by_hosts(entries)
+        for hosts, entry in sorted(deploys.items()):
+            cold, rerun = entry["cold"], entry["rerun"]
+            out.append(
+                f"| {runner} | {hosts} | {cold['seconds']:.0f} | {cold['changed']} | {rerun['seconds']:.0f} "
+                f"| {rerun['changed']} | {ratio(rerun['seconds'], cold['seconds'])} "
+                f"| {cold['controller_cpu_seconds']:.0f} / {rerun['controller_cpu_seconds']:.0f} |"
+            )
+        if 1 in deploys and 6 in deploys:
+            scales.append(
+                f"{runner}, 6 hosts / 1 host: cold "
+                f"{ratio(deploys[6]['cold']['seconds'], deploys[1]['cold']['seconds'])}x, re-run "
+                f"{ratio(deploys[6]['rerun']['seconds'], deploys[1]['rerun']['seconds'])}x."
+            )
+        errors += [
+            f"{runner}, {entry['hosts']} host(s), failed: {entry['error'].strip().splitlines()[-1]}"
+            for entry in entries
+            if "error" in entry
+        ]
+    out += ["", *[f"- {line}" for line in scales + errors]]
+    wheelhouse = results.get("wheelhouse", {})
+    if "error" in wheelhouse:
+        out += ["", f"The wheelhouse comparison did not run: {wheelhouse['error'].splitlines()[-1]}"]
+    elif wheelhouse:
+        shipped = wheelhouse["controller_download_seconds"] + wheelhouse["wheelhouse_install_seconds"]
+        out += [
+            "",
+            f"Wheelhouse: the release venv's {wheelhouse['packages']} packages installed on "
+            f"{wheelhouse['hosts']} hosts at once. Each host from the index: "
+            f"{wheelhouse['index_install_seconds']:.1f} s. Downloaded once on the controller "
+            f"({wheelhouse['controller_download_seconds']:.1f} s) and installed from the shipped wheelhouse with "
+            f"no index ({wheelhouse['wheelhouse_install_seconds']:.1f} s): {shipped:.1f} s, "
+            f"{ratio(shipped, wheelhouse['index_install_seconds'])}x, and no host needs to reach the index. "
+            "(Shipping the archive is part of the cold deploy above.)",
+        ]
+
+    tutorial = results.get("tutorial_throughput")
+    out += [
+        "",
+        "## 3. Served throughput on one app host",
+        "",
+        f"`wrk -t2 -c32 -d10s` (after a 3 s warm-up) inside the host against its own loopback, `GET /whoami`. "
+        "*Through nginx*: the site this collection writes, to the serving colour's unix socket. *Server alone*: "
+        "the serving colour's own command line, on TCP, no nginx (the ceiling). *Tutorial*: "
+        f"`{tutorial['command'] if tutorial else 'not measured'}` behind a site with a plain "
+        "`proxy_pass http://127.0.0.1:8000` (HTTP/1.0, no upstream keepalive).",
+        "",
+        "| server | through nginx req/s | p99 ms | server alone req/s | p99 ms | nginx / alone |",
+        "|---|---|---|---|---|---|",
+    ]
+    for entry in results["throughput"]:
+        proxied, direct = entry["proxied"], entry["direct"]
+        out.append(
+            f"| {entry['server']} | {proxied['requests_per_second']:.0f} | {proxied['p99_ms']:.1f} "
+            f"| {direct['requests_per_second']:.0f} | {direct['p99_ms']:.1f} "
+            f"| {ratio(proxied['requests_per_second'], direct['requests_per_second'])} |"
+        )
+    uvicorn = next((entry for entry in results["throughput"] if entry["server"] == "uvicorn"), None)
+    if tutorial and uvicorn:
+        out += [
+            "",
+            f"Tutorial configuration: {tutorial['requests_per_second']:.0f} req/s, p99 {tutorial['p99_ms']:.1f} ms; "
+            f"this collection's uvicorn through nginx is "
+            f"{ratio(uvicorn['proxied']['requests_per_second'], tutorial['requests_per_second'])}x its throughput.",
+        ]
+
+    out += [
+        "",
+        "## 4. Resident memory per app host",
+        "",
+        "RSS summed over nginx's processes and the app's units (`ps -eo rss,unit`), in MiB. *At rest*: after the "
+        "fleet moved to the server, no load. *During the switch*: the largest total seen while the measured "
+        "rollout ran under load (sampled every 0.5 s), with the server processes then.",
+        "",
+        "| server | host | at rest MiB | during the switch MiB | server processes then |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in results["rollouts"]:
+        rest, peak = entry["memory_kib"]["at_rest"], entry["memory_kib"]["during_switch"]
+        for host in sorted(rest):
+            at_rest = rest[host]["nginx"] + rest[host]["app"]
+            out.append(
+                f"| {entry['server']} | {host} | {mib(at_rest)} | {mib(peak[host]['kib'])} "
+                f"| {peak[host].get('server_processes', '-')} |"
+            )
+    if notes.strip():
+        out += ["", notes.strip()]
+    return "\n".join(out) + "\n"
+
+
+def chart(results: Json, path: Path) -> None:
+    servers = [entry["server"] for entry in results["rollouts"]]
+    figure, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+
+    def bars(axis, groups: list[str], series: dict[str, list[float]], title: str, unit: str) -> None:
+        width = 0.8 / len(series)
+        for index, (label, values) in enumerate(series.items()):
+            positions = [number + (index - (len(series) - 1) / 2) * width for number in range(len(groups))]
+            drawn = axis.bar(positions, values, width, label=label)
+            axis.bar_label(drawn, fmt="%.0f", fontsize=7)
+        axis.set_xticks(range(len(groups)), groups)
+        axis.set_title(title, fontsize=10)
+        axis.set_ylabel(unit)
+        axis.legend(fontsize=8)
+
+    bars(
+        axes[0][0],
+        servers,
+        {
+            "rollout (site.yml)": [entry["rollout"]["failed"] for entry in results["rollouts"]],
+            "systemctl restart": [entry["tutorial_restart"]["failed"] for entry in results["rollouts"]],
+        },
+        "1. Failed requests while the fleet changes release",
+        "failed requests",
+    )
+    bars(
+        axes[0][1],
+        servers,
+        {
+            "steady": [entry["steady"]["p99_ms"] for entry in results["rollouts"]],
+            "during rollout": [entry["rollout"]["p99_ms"] for entry in results["rollouts"]],
+            "systemctl restart": [entry["tutorial_restart"]["p99_ms"] for entry in results["rollouts"]],
+        },
+        "1. p99 latency through the load balancer",
+        "ms",
+    )
+    deploys = by_hosts(results["deploy"])
+    mitogen = by_hosts(results.get("deploy_mitogen", []))
+    sizes = sorted(deploys)
+    series = {
+        "cold": [deploys[hosts]["cold"]["seconds"] for hosts in sizes],
+        "re-run": [deploys[hosts]["rerun"]["seconds"] for hosts in sizes],
+    }
+    if set(mitogen) == set(deploys):
+        series["cold, Mitogen"] = [mitogen[hosts]["cold"]["seconds"] for hosts in sizes]
+        series["re-run, Mitogen"] = [mitogen[hosts]["rerun"]["seconds"] for hosts in sizes]
+    bars(
+        axes[1][0],
+        [f"{hosts} app host{'s' if hosts > 1 else ''}" for hosts in sizes],
+        series,
+        "2. Deploy time (site.yml): cold and no-change re-run",
+        "seconds",
+    )
+    throughput = {entry["server"]: entry for entry in results["throughput"]}
+    tutorial = results.get("tutorial_throughput", {})
+    bars(
+        axes[1][1],
+        [*servers, "tutorial"],
+        {
+            "through nginx": [throughput[name]["proxied"]["requests_per_second"] for name in servers]
+            + [tutorial.get("requests_per_second", 0)],
+            "server alone": [throughput[name]["direct"]["requests_per_second"] for name in servers] + [0],
+        },
+        "3. Requests/s on one app host (wrk, 32 connections)",
+        "requests/s",
+    )
+    machine = results["machine"]
+    figure.suptitle(
+        f"bench/run, {machine['date']}, commit {machine['commit']}: {machine['cpus']} CPUs, {machine['cpu']}",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=HERE / "results.json")
+    parser.add_argument("--notes", type=Path, default=HERE / "notes.md")
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    options = parser.parse_args(argv)
+    results = json.loads(options.results.read_text())
+    chart_path = options.output.with_name("results.png")
+    chart(results, chart_path)
+    notes = options.notes.read_text() if options.notes.exists() else ""
+    options.output.write_text(markdown(results, notes, chart_path.name))
+    print(f"wrote {options.output} and {chart_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
