@@ -447,11 +447,8 @@ WRK_ERRORS = re.compile(
 )
 
 
-def wrk(host: str, url: str) -> Json:
-    """wrk inside the host against its own loopback: a warm-up, then the measured run."""
-    base = f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -H 'Host: localhost' --latency"
-    on_host(host, f"{base} -d{WRK_WARMUP_SECONDS}s {url} >/dev/null")
-    output = on_host(host, f"{base} -d{WRK_SECONDS}s {url}")
+def parse_wrk(output: str) -> Json:
+    """Requests/s, p99 and errors (non-2xx/3xx answers and socket errors) from wrk --latency."""
     rate = WRK_LINE.search(output)
     p99 = WRK_P99.search(output)
     if not rate or not p99:
@@ -462,8 +459,14 @@ def wrk(host: str, url: str) -> Json:
         "requests_per_second": float(rate.group(1)),
         "p99_ms": round(float(p99.group(1)) * scale, 2),
         "errors": errors,
-        "url": url,
     }
+
+
+def wrk(host: str, url: str) -> Json:
+    """wrk inside the host against its own loopback: a warm-up, then the measured run."""
+    base = f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -H 'Host: localhost' --latency"
+    on_host(host, f"{base} -d{WRK_WARMUP_SECONDS}s {url} >/dev/null")
+    return {**parse_wrk(on_host(host, f"{base} -d{WRK_SECONDS}s {url}")), "url": url}
 
 
 def unit_settings(host: str) -> dict[str, Any]:

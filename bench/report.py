@@ -27,7 +27,7 @@ TARGET_PROXIED_RATIO = 0.85
 
 
 def ratio(numerator: float, denominator: float) -> float:
-    return round(numerator / denominator, 2) if denominator else float("inf")
+    return numerator / denominator if denominator else float("inf")  # shown rounded, compared exact
 
 
 def verdict(met: bool) -> str:
@@ -62,7 +62,7 @@ def headline(results: Json) -> list[tuple[str, str, str, bool]]:
             (
                 f"{server}: p99 during the rollout at most {TARGET_P99_RATIO:g}x steady",
                 f"{rollout['p99_ms']:.1f} ms vs {entry['steady']['p99_ms']:.1f} ms",
-                f"{p99}x",
+                f"{p99:.2f}x",
                 p99 <= TARGET_P99_RATIO,
             )
         )
@@ -75,7 +75,7 @@ def headline(results: Json) -> list[tuple[str, str, str, bool]]:
                     f"{hosts} app host(s){runner}: no-change re-run at most {TARGET_RERUN_RATIO:g}x cold, zero changes",
                     f"{entry['rerun']['seconds']:.0f} s vs {entry['cold']['seconds']:.0f} s, "
                     f"changed={entry['rerun']['changed']}",
-                    f"{rerun}x",
+                    f"{rerun:.2f}x",
                     rerun <= TARGET_RERUN_RATIO and entry["rerun"]["changed"] == 0,
                 )
             )
@@ -86,7 +86,7 @@ def headline(results: Json) -> list[tuple[str, str, str, bool]]:
                     (
                         f"6 app hosts at most {TARGET_SCALE_RATIO:g}x one host{runner} ({label})",
                         f"{deploys[6][kind]['seconds']:.0f} s vs {deploys[1][kind]['seconds']:.0f} s",
-                        f"{scale}x",
+                        f"{scale:.2f}x",
                         scale <= TARGET_SCALE_RATIO,
                     )
                 )
@@ -96,7 +96,7 @@ def headline(results: Json) -> list[tuple[str, str, str, bool]]:
             (
                 f"{entry['server']}: through nginx at least {TARGET_PROXIED_RATIO:g}x the server alone",
                 f"{entry['proxied']['requests_per_second']:.0f} vs {entry['direct']['requests_per_second']:.0f} req/s",
-                f"{proxied}x",
+                f"{proxied:.2f}x",
                 proxied >= TARGET_PROXIED_RATIO,
             )
         )
@@ -148,7 +148,8 @@ def markdown(results: Json, notes: str, chart_name: str) -> str:
             figures = entry[phase]
             out.append(
                 f"| {entry['server']} | {label} | {figures['seconds']:.0f} | {figures['sent']} | {figures['failed']} "
-                f"| {figures['p50_ms']:.1f} | {figures['p99_ms']:.1f} | {ratio(figures['p99_ms'], steady['p99_ms'])} |"
+                f"| {figures['p50_ms']:.1f} | {figures['p99_ms']:.1f} "
+                f"| {ratio(figures['p99_ms'], steady['p99_ms']):.2f} |"
             )
     failures = [
         f"- {entry['server']}, `systemctl restart`: {failure}"
@@ -178,14 +179,14 @@ def markdown(results: Json, notes: str, chart_name: str) -> str:
             cold, rerun = entry["cold"], entry["rerun"]
             out.append(
                 f"| {runner} | {hosts} | {cold['seconds']:.0f} | {cold['changed']} | {rerun['seconds']:.0f} "
-                f"| {rerun['changed']} | {ratio(rerun['seconds'], cold['seconds'])} "
+                f"| {rerun['changed']} | {ratio(rerun['seconds'], cold['seconds']):.2f} "
                 f"| {cold['controller_cpu_seconds']:.0f} / {rerun['controller_cpu_seconds']:.0f} |"
             )
         if 1 in deploys and 6 in deploys:
             scales.append(
                 f"{runner}, 6 hosts / 1 host: cold "
-                f"{ratio(deploys[6]['cold']['seconds'], deploys[1]['cold']['seconds'])}x, re-run "
-                f"{ratio(deploys[6]['rerun']['seconds'], deploys[1]['rerun']['seconds'])}x."
+                f"{ratio(deploys[6]['cold']['seconds'], deploys[1]['cold']['seconds']):.2f}x, re-run "
+                f"{ratio(deploys[6]['rerun']['seconds'], deploys[1]['rerun']['seconds']):.2f}x."
             )
         errors += [
             f"{runner}, {entry['hosts']} host(s), failed: {entry['error'].strip().splitlines()[-1]}"
@@ -205,7 +206,7 @@ def markdown(results: Json, notes: str, chart_name: str) -> str:
             f"{wheelhouse['index_install_seconds']:.1f} s. Downloaded once on the controller "
             f"({wheelhouse['controller_download_seconds']:.1f} s) and installed from the shipped wheelhouse with "
             f"no index ({wheelhouse['wheelhouse_install_seconds']:.1f} s): {shipped:.1f} s, "
-            f"{ratio(shipped, wheelhouse['index_install_seconds'])}x, and no host needs to reach the index. "
+            f"{ratio(shipped, wheelhouse['index_install_seconds']):.2f}x, and no host needs to reach the index. "
             "(Shipping the archive is part of the cold deploy above.)",
         ]
 
@@ -228,7 +229,7 @@ def markdown(results: Json, notes: str, chart_name: str) -> str:
         out.append(
             f"| {entry['server']} | {proxied['requests_per_second']:.0f} | {proxied['p99_ms']:.1f} "
             f"| {direct['requests_per_second']:.0f} | {direct['p99_ms']:.1f} "
-            f"| {ratio(proxied['requests_per_second'], direct['requests_per_second'])} |"
+            f"| {ratio(proxied['requests_per_second'], direct['requests_per_second']):.2f} |"
         )
     uvicorn = next((entry for entry in results["throughput"] if entry["server"] == "uvicorn"), None)
     if tutorial and uvicorn:
@@ -236,7 +237,7 @@ def markdown(results: Json, notes: str, chart_name: str) -> str:
             "",
             f"Tutorial configuration: {tutorial['requests_per_second']:.0f} req/s, p99 {tutorial['p99_ms']:.1f} ms; "
             f"this collection's uvicorn through nginx is "
-            f"{ratio(uvicorn['proxied']['requests_per_second'], tutorial['requests_per_second'])}x its throughput.",
+            f"{ratio(uvicorn['proxied']['requests_per_second'], tutorial['requests_per_second']):.2f}x its throughput.",
         ]
 
     out += [

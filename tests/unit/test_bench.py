@@ -1,0 +1,154 @@
+"""bench/: reading wrk's output, and the verdicts RESULTS.md gives against the targets."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load("bench")
+report = load("report")
+
+WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:80/whoami
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    45.81ms   12.02ms 190.43ms   80.12%
+    Req/Sec   350.12     40.33   440.00     71.00%
+  Latency Distribution
+     50%   43.10ms
+     75%   50.02ms
+     90%   58.71ms
+     99%  {p99}
+  6977 requests in 10.01s, 2.49MB read
+{errors}Requests/sec:    697.02
+Transfer/sec:    254.40KB
+"""
+
+
+@pytest.mark.parametrize(("printed", "milliseconds"), [("91.20ms", 91.2), ("850.00us", 0.85), ("1.20s", 1200.0)])
+def test_wrk_p99_is_read_in_milliseconds_whatever_unit_wrk_chose(printed, milliseconds):
+    figures = bench.parse_wrk(WRK_OUTPUT.format(p99=printed, errors=""))
+    assert figures == {"requests_per_second": 697.02, "p99_ms": milliseconds, "errors": 0}
+
+
+def test_wrk_errors_count_bad_answers_and_socket_errors():
+    errors = "  Socket errors: connect 0, read 3, write 0, timeout 2\n  Non-2xx or 3xx responses: 40\n"
+    assert bench.parse_wrk(WRK_OUTPUT.format(p99="91.20ms", errors=errors))["errors"] == 45
+
+
+def test_wrk_output_without_figures_is_an_error_not_a_zero():
+    with pytest.raises(RuntimeError, match="no rate or p99"):
+        bench.parse_wrk("unable to connect to 127.0.0.1:80 Connection refused\n")
+
+
+def load_figures(failed: int, p99: float) -> dict:
+    return {"seconds": 30, "sent": 5000, "failed": failed, "failures": [], "p50_ms": 5.0, "p99_ms": p99}
+
+
+def deploy(hosts: int, cold: float, rerun: float, changed: int = 0) -> dict:
+    return {
+        "hosts": hosts,
+        "cold": {"seconds": cold, "changed": 40, "controller_cpu_seconds": 20},
+        "rerun": {"seconds": rerun, "changed": changed, "controller_cpu_seconds": 10},
+    }
+
+
+MEMORY = {
+    "at_rest": {"app1": {"nginx": 20000, "app": 100000}},
+    "during_switch": {"app1": {"kib": 230000, "nginx": 20000, "app": 210000, "server_processes": 6}},
+}
+
+RESULTS = {
+    "command": "bench/run",
+    "bench_seconds": 2400,
+    "machine": {
+        "cpu": "test CPU",
+        "cpus": 2,
+        "memory_gib": 4,
+        "kernel": "6",
+        "os": "Debian",
+        "docker": "28",
+        "python": "3.11",
+        "ansible_core": "ansible [core 2.19]",
+        "commit": "abc1234",
+        "date": "2026-11-22 08:00 UTC",
+    },
+    "deploy": [deploy(1, 80, 20), deploy(6, 150, 35), deploy(3, 100, 25)],
+    "deploy_mitogen": [deploy(1, 60, 15), {"hosts": 6, "error": "site.yml failed:\nUNREACHABLE"}],
+    "rollouts": [
+        {
+            "server": "uvicorn",
+            "steady": load_figures(0, 40.0),
+            "rollout": load_figures(0, 70.0),
+            "tutorial_restart": load_figures(120, 90.0),
+            "memory_kib": MEMORY,
+        }
+    ],
+    "throughput": [
+        {
+            "server": "uvicorn",
+            "proxied": {"requests_per_second": 700.0, "p99_ms": 90.0},
+            "direct": {"requests_per_second": 800.0, "p99_ms": 80.0},
+        }
+    ],
+    "tutorial_throughput": {"command": "uvicorn --loop asyncio", "requests_per_second": 580.0, "p99_ms": 110.0},
+}
+
+
+def verdicts(results: dict) -> dict[str, bool]:
+    return {target: met for target, _measured, _ratio, met in report.headline(results)}
+
+
+def test_every_target_met_reads_met():
+    assert all(verdicts(RESULTS).values()), verdicts(RESULTS)
+
+
+@pytest.mark.parametrize(
+    ("change", "missed"),
+    [
+        (lambda r: r["rollouts"][0]["rollout"].update(failed=1), "uvicorn: zero failed"),
+        (lambda r: r["rollouts"][0]["tutorial_restart"].update(failed=0), "uvicorn: zero failed"),
+        (lambda r: r["rollouts"][0]["rollout"].update(p99_ms=81.0), "uvicorn: p99"),
+        (lambda r: r["deploy"][2]["rerun"].update(seconds=31), "3 app host(s): no-change"),
+        (lambda r: r["deploy"][2]["rerun"].update(changed=1), "3 app host(s): no-change"),
+        (lambda r: r["deploy"][1]["cold"].update(seconds=161), "6 app hosts at most 2x one host (cold"),
+        (lambda r: r["throughput"][0]["proxied"].update(requests_per_second=679.0), "uvicorn: through nginx"),
+    ],
+)
+def test_a_figure_past_its_target_reads_missed(change, missed):
+    results = copy.deepcopy(RESULTS)
+    change(results)
+    failing = [target for target, met in verdicts(results).items() if not met]
+    assert len(failing) == 1, failing
+    assert failing[0].startswith(missed)
+
+
+def test_results_md_and_chart_hold_the_figures(tmp_path):
+    results = tmp_path / "results.json"
+    results.write_text(__import__("json").dumps(RESULTS))
+    notes = tmp_path / "notes.md"
+    notes.write_text("## Why\n\nBecause.\n")
+    output = tmp_path / "RESULTS.md"
+    assert report.main(["--results", str(results), "--notes", str(notes), "--output", str(output)]) == 0
+    text = output.read_text()
+    assert "| uvicorn | rollout | 30 | 5000 | 0 | 5.0 | 70.0 | 1.75 |" in text
+    assert "| Ansible | 6 | 150 | 40 | 35 | 0 | 0.23 | 20 / 10 |" in text
+    assert "Mitogen, 6 host(s), failed: UNREACHABLE" in text
+    assert "| uvicorn | app1 | 117 | 225 | 6 |" in text
+    assert "commit `abc1234`" in text
+    assert text.rstrip().endswith("Because.")
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
