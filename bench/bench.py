@@ -219,6 +219,32 @@ def deploy_times(count: int, runner: str) -> Json:
     return {"hosts": count, "runner": runner, "cold": cold, "rerun": rerun}
 
 
+TASK_COST_RUNS = 40
+
+
+def task_cost(inventory: Path) -> Json:
+    """Seconds one module run costs on one host, with plain Ansible and with Mitogen."""
+    playbook = str(ROOT / ".venv" / "bin" / "ansible-playbook")
+    costs: Json = {"runs": TASK_COST_RUNS}
+    for runner, environment in (("ansible", {}), ("mitogen", mitogen_environment())):
+        seconds = {}
+        for runs in (0, TASK_COST_RUNS):
+            began = time.perf_counter()
+            run(
+                playbook,
+                "-i",
+                str(inventory),
+                "bench/task-cost.yml",
+                "-e",
+                f"task_cost_runs={runs}",
+                env=os.environ | environment,
+            )
+            seconds[runs] = time.perf_counter() - began
+        costs[runner] = round((seconds[TASK_COST_RUNS] - seconds[0]) / TASK_COST_RUNS, 3)
+    log(f"one module run on one host: {costs['ansible']} s, with Mitogen {costs['mitogen']} s")
+    return costs
+
+
 def wheelhouse_saving(count: int) -> Json:
     """On every host at once: a venv from the index, against one from the shipped wheelhouse."""
     hosts = app_hosts(count)
@@ -632,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
                     results["wheelhouse"] = {"error": str(error)[-2000:]}
         inventory = write_inventory(ROLLOUT_HOSTS)
         hosts = app_hosts(ROLLOUT_HOSTS)
+        results["task_cost_seconds"] = task_cost(inventory)
         on_host(hosts[0], "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null")
         for server in SERVERS:
             results["rollouts"].append(rollout_under_load(inventory, server, hosts))

@@ -193,6 +193,12 @@ def markdown(results: Json, notes: str, chart_name: str) -> str:
             for entry in entries
             if "error" in entry
         ]
+    cost = results.get("task_cost_seconds")
+    if cost:
+        scales.append(
+            f"One module run on one host, apart from its work (`bench/task-cost.yml`, {cost['runs']} runs of "
+            f"`stat`): {cost['ansible']:.3f} s with Ansible, {cost['mitogen']:.3f} s with Mitogen."
+        )
     out += ["", *[f"- {line}" for line in scales + errors]]
     wheelhouse = results.get("wheelhouse", {})
     if "error" in wheelhouse:
