@@ -116,7 +116,8 @@ def markdown(results: Json, notes: str, chart_name: str) -> str:
         f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, {machine['memory_gib']} GiB; {machine['os']}, "
         f"kernel {machine['kernel']}; Docker {machine['docker']}; Python {machine['python']}; "
         f"{machine['ansible_core']}. The hosts are containers running systemd on this machine (`lab/up.sh`), "
-        "so the controller, every host and the load generator share its CPUs.",
+        "so the controller, every host and the load generator share its CPUs; `ansible-playbook` runs under "
+        "`nice -n 10` there, as a controller elsewhere would take nothing from them.",
         "",
         f"![The figures below, drawn]({chart_name})",
         "",

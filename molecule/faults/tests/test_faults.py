@@ -163,6 +163,7 @@ BAD_INPUTS = [
     ("django_app_allowed_hosts", ["app.example.com; evil"]),
     ("django_app_env", {"BAD-NAME": "x"}),
     ("django_app_keep_releases", 1),
+    ("django_app_build_nice", 25),
     ("django_app_source", "/nonexistent/source"),
     ("asgi_server_kind", "gunicorn"),
     ("asgi_server_workers", 0),
