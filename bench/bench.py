@@ -278,7 +278,7 @@ def wheelhouse_saving(count: int) -> Json:
             for host in hosts
         ]
         for process in processes:
-            _, error = process.communicate(timeout=1800)
+            _output, error = process.communicate(timeout=1800)
             if process.returncode != 0:
                 raise RuntimeError(f"{command} failed: {error[-2000:]}")
         return round(time.perf_counter() - began, 1)
@@ -512,7 +512,7 @@ def unit_settings(host: str) -> dict[str, Any]:
     dropin = on_host(host, f"cat /etc/systemd/system/{APP}@{colour}.service.d/instance.conf")
     settings: dict[str, Any] = {"Environment": [f"ROLLOUT_COLOUR={colour}"]}
     for line in dropin.splitlines():
-        key, _, value = line.partition("=")
+        key, _equals, value = line.partition("=")
         if key == "Environment":
             settings["Environment"].append(value)
         elif key in ("EnvironmentFile", "WorkingDirectory", "ExecStart"):
