@@ -205,16 +205,26 @@ def markdown(results: Json, notes: str, chart_name: str) -> str:
     if "error" in wheelhouse:
         out += ["", f"The wheelhouse comparison did not run: {wheelhouse['error'].splitlines()[-1]}"]
     elif wheelhouse:
-        shipped = wheelhouse["controller_download_seconds"] + wheelhouse["wheelhouse_install_seconds"]
+        hosts = wheelhouse["hosts"]
+        shipped = wheelhouse["download_once_seconds"] + wheelhouse["wheelhouse_install_seconds"]
+        per_host = wheelhouse["download_per_host_seconds"] + wheelhouse["wheelhouse_install_seconds"]
+        source = (
+            f" (measured by `{wheelhouse['command']}` on {wheelhouse['machine']['date']}, commit "
+            f"`{wheelhouse['machine']['commit']}`, on a fleet of {hosts} just cold-deployed)"
+            if "command" in wheelhouse
+            else ""
+        )
         out += [
             "",
-            f"Wheelhouse: the release venv's {wheelhouse['packages']} packages installed on "
-            f"{wheelhouse['hosts']} hosts at once. Each host from the index: "
-            f"{wheelhouse['index_install_seconds']:.1f} s. Downloaded once on the controller "
-            f"({wheelhouse['controller_download_seconds']:.1f} s) and installed from the shipped wheelhouse with "
-            f"no index ({wheelhouse['wheelhouse_install_seconds']:.1f} s): {shipped:.1f} s, "
-            f"{ratio(shipped, wheelhouse['index_install_seconds']):.2f}x, and no host needs to reach the index. "
-            "(Shipping the archive is part of the cold deploy above.)",
+            f"Wheelhouse{source}: the release venv's {wheelhouse['packages']} packages for {hosts} hosts. The hosts "
+            "here cannot reach the package index, so each host fetching its own wheels is measured as the same "
+            f"`pip download` run {hosts} times at once: {wheelhouse['download_per_host_seconds']:.1f} s and "
+            f"{wheelhouse['download_per_host_bytes'] / 2**20:.0f} MiB from the index, against "
+            f"{wheelhouse['download_once_seconds']:.1f} s and {wheelhouse['download_once_bytes'] / 2**20:.0f} MiB "
+            f"once. Installing on every host at once from the shipped wheelhouse takes "
+            f"{wheelhouse['wheelhouse_install_seconds']:.1f} s either way, so shipping is {shipped:.1f} s against "
+            f"{per_host:.1f} s ({ratio(shipped, per_host):.2f}x), {hosts}x less traffic to the index, and no host "
+            "needs to reach it. (Shipping the archive to the hosts is part of the cold deploy above.)",
         ]
 
     tutorial = results.get("tutorial_throughput")

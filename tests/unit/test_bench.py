@@ -106,6 +106,17 @@ RESULTS = {
         }
     ],
     "tutorial_throughput": {"command": "uvicorn --loop asyncio", "requests_per_second": 580.0, "p99_ms": 110.0},
+    "wheelhouse": {
+        "hosts": 6,
+        "packages": 13,
+        "download_once_seconds": 4.0,
+        "download_once_bytes": 20 * 2**20,
+        "download_per_host_seconds": 14.0,
+        "download_per_host_bytes": 120 * 2**20,
+        "wheelhouse_install_seconds": 6.0,
+        "command": "bench/run --only-wheelhouse",
+        "machine": {"date": "2026-11-22 09:00 UTC", "commit": "def5678"},
+    },
 }
 
 
@@ -150,5 +161,8 @@ def test_results_md_and_chart_hold_the_figures(tmp_path):
     assert "Mitogen, 6 host(s), failed: UNREACHABLE" in text
     assert "| uvicorn | app1 | 117 | 225 | 6 |" in text
     assert "commit `abc1234`" in text
+    assert "`bench/run --only-wheelhouse` on 2026-11-22 09:00 UTC, commit `def5678`" in text
+    assert "shipping is 10.0 s against 20.0 s (0.50x), 6x less traffic" in text
+    assert "14.0 s and 120 MiB from the index, against 4.0 s and 20 MiB once" in text
     assert text.rstrip().endswith("Because.")
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
