@@ -170,8 +170,8 @@ def mitogen_environment() -> dict[str, str]:
     return {"ANSIBLE_STRATEGY_PLUGINS": str(strategies), "ANSIBLE_STRATEGY": "mitogen_linear"}
 
 
-def site(inventory: Path, *extra: str, environment: dict[str, str] | None = None) -> Json:
-    """Run site.yml; return wall and controller CPU seconds and the recap."""
+def site(inventory: Path, *extra: str, environment: dict[str, str] | None = None, playbook: str = "site.yml") -> Json:
+    """Run site.yml (or another playbook); return wall and controller CPU seconds and the recap."""
     before = os.times()
     began = time.perf_counter()
     # The controller is another machine in a real fleet; here it shares the CPUs with the hosts it
@@ -184,7 +184,7 @@ def site(inventory: Path, *extra: str, environment: dict[str, str] | None = None
             str(ROOT / ".venv" / "bin" / "ansible-playbook"),
             "-i",
             str(inventory),
-            "site.yml",
+            playbook,
             *extra,
         ],
         env=os.environ | (environment or {}),
@@ -199,7 +199,7 @@ def site(inventory: Path, *extra: str, environment: dict[str, str] | None = None
     output = result.stdout + result.stderr
     (WORK / "last-playbook.log").write_text(output)
     if result.returncode != 0:
-        raise RuntimeError(f"site.yml {' '.join(extra)} failed:\n{output[-4000:]}")
+        raise RuntimeError(f"{playbook} {' '.join(extra)} failed:\n{output[-4000:]}")
     recap = {host: {"ok": int(ok), "changed": int(changed)} for host, ok, changed, _u, _f in RECAP.findall(output)}
     return {
         "seconds": round(seconds, 1),

@@ -103,7 +103,39 @@ def headline(results: Json) -> list[tuple[str, str, str, bool]]:
     return rows
 
 
-def markdown(results: Json, notes: str, chart_name: str) -> str:
+def p99_causes_section(causes: Json) -> list[str]:
+    """bench/p99_causes.py's figures: the rollout's parts, each alone under the same load."""
+    machine = causes["machine"]
+    steady = causes["steady"]
+    rows = [
+        ("steady", "nothing runs", steady),
+        ("no-change `site.yml`", "Ansible's tasks alone: nothing built, nothing switched", causes["no_change_run"]),
+        (
+            "`rollback.yml`",
+            "the switch alone: previous colour started, probed, switched to; no build",
+            causes["switch_alone"],
+        ),
+        ("`site.yml`, new release", "build and switch (as in the table above)", causes["rollout"]),
+        ("`site.yml`, new release, Mitogen", "the same with Mitogen's strategy", causes["rollout_mitogen"]),
+    ]
+    out = [
+        "",
+        f"Where the p99 comes from: `{causes['command']}` on {machine['date']}, commit `{machine['commit']}`, "
+        f"same machine; {causes['server']} on {causes['hosts']} app hosts, the same load, each part of a rollout "
+        "alone.",
+        "",
+        "| what runs | what that is | seconds | sent | failed | p50 ms | p99 ms | p99 / steady |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    out += [
+        f"| {label} | {what} | {figures['seconds']:.0f} | {figures['sent']} | {figures['failed']} "
+        f"| {figures['p50_ms']:.1f} | {figures['p99_ms']:.1f} | {ratio(figures['p99_ms'], steady['p99_ms']):.2f} |"
+        for label, what, figures in rows
+    ]
+    return out
+
+
+def markdown(results: Json, notes: str, chart_name: str, causes: Json | None = None) -> str:
     machine = results["machine"]
     scales: list[str] = []
     errors: list[str] = []
@@ -159,6 +191,8 @@ def markdown(results: Json, notes: str, chart_name: str) -> str:
     ]
     if failures:
         out += ["", "What the clients saw during the restarts (first failures):", "", *failures]
+    if causes:
+        out += p99_causes_section(causes)
 
     out += [
         "",
@@ -361,13 +395,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=HERE / "results.json")
     parser.add_argument("--notes", type=Path, default=HERE / "notes.md")
+    parser.add_argument("--p99-causes", type=Path, default=HERE / "p99-causes.json")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     options = parser.parse_args(argv)
     results = json.loads(options.results.read_text())
     chart_path = options.output.with_name("results.png")
     chart(results, chart_path)
     notes = options.notes.read_text() if options.notes.exists() else ""
-    options.output.write_text(markdown(results, notes, chart_path.name))
+    causes = json.loads(options.p99_causes.read_text()) if options.p99_causes.exists() else None
+    options.output.write_text(markdown(results, notes, chart_path.name, causes))
     print(f"wrote {options.output} and {chart_path}")
     return 0
 

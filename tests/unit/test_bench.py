@@ -154,7 +154,24 @@ def test_results_md_and_chart_hold_the_figures(tmp_path):
     notes = tmp_path / "notes.md"
     notes.write_text("## Why\n\nBecause.\n")
     output = tmp_path / "RESULTS.md"
-    assert report.main(["--results", str(results), "--notes", str(notes), "--output", str(output)]) == 0
+    causes = tmp_path / "p99-causes.json"
+    causes.write_text(
+        __import__("json").dumps(
+            {
+                "command": "bench/p99_causes.py",
+                "machine": RESULTS["machine"],
+                "server": "uvicorn",
+                "hosts": 3,
+                "steady": load_figures(0, 10.0),
+                "no_change_run": load_figures(0, 40.0),
+                "switch_alone": load_figures(0, 15.0),
+                "rollout": load_figures(0, 80.0),
+                "rollout_mitogen": load_figures(0, 30.0),
+            }
+        )
+    )
+    arguments = ["--results", str(results), "--notes", str(notes), "--p99-causes", str(causes)]
+    assert report.main([*arguments, "--output", str(output)]) == 0
     text = output.read_text()
     assert "| uvicorn | rollout | 30 | 5000 | 0 | 5.0 | 70.0 | 1.75 |" in text
     assert "| Ansible | 6 | 150 | 40 | 35 | 0 | 0.23 | 20 / 10 |" in text
@@ -164,5 +181,7 @@ def test_results_md_and_chart_hold_the_figures(tmp_path):
     assert "`bench/run --only-wheelhouse` on 2026-11-22 09:00 UTC, commit `def5678`" in text
     assert "shipping is 10.0 s against 20.0 s (0.50x), 6x less traffic" in text
     assert "14.0 s and 120 MiB from the index, against 4.0 s and 20 MiB once" in text
+    assert "| `rollback.yml` | the switch alone" in text
+    assert "| 30 | 5000 | 0 | 5.0 | 15.0 | 1.50 |" in text
     assert text.rstrip().endswith("Because.")
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
