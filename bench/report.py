@@ -115,8 +115,7 @@ def p99_causes_section(causes: Json) -> list[str]:
             "the switch alone: previous colour started, probed, switched to; no build",
             causes["switch_alone"],
         ),
-        ("`site.yml`, new release", "build and switch (as in the table above)", causes["rollout"]),
-        ("`site.yml`, new release, Mitogen", "the same with Mitogen's strategy", causes["rollout_mitogen"]),
+        ("`site.yml`, new release, Mitogen", "build and switch, with Mitogen's strategy", causes["rollout_mitogen"]),
     ]
     out = [
         "",

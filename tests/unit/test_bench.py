@@ -165,7 +165,6 @@ def test_results_md_and_chart_hold_the_figures(tmp_path):
                 "steady": load_figures(0, 10.0),
                 "no_change_run": load_figures(0, 40.0),
                 "switch_alone": load_figures(0, 15.0),
-                "rollout": load_figures(0, 80.0),
                 "rollout_mitogen": load_figures(0, 30.0),
             }
         )
