@@ -256,11 +256,25 @@ def task_cost(inventory: Path) -> Json:
     return costs
 
 
+def all_at_once(commands: list[list[str]], what: str) -> float:
+    """Run the commands side by side; seconds until the last one ends. Any failure is fatal."""
+    began = time.perf_counter()
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for command in commands
+    ]
+    for process in processes:
+        _output, error = process.communicate(timeout=1800)
+        if process.returncode != 0:
+            raise RuntimeError(f"{what} failed: {error[-2000:]}")
+    return round(time.perf_counter() - began, 1)
+
+
 def wheelhouse_saving(count: int) -> Json:
     """The shipped wheelhouse (one download, installed with no index) against each host fetching its own.
 
-    The hosts here cannot reach the package index (see docs), so each host's own fetch is measured as
-    what it costs: the same download, once per host, all at once, from the controller's network.
+    The hosts here cannot reach the package index (TLS to it fails from the containers), so each host's
+    own fetch is measured as what it costs: the same download, once per host, all at once, from the
+    controller's network.
     """
     hosts = app_hosts(count)
     wheelhouse = on_host(hosts[0], f"ls -d /srv/{APP}/wheelhouse/*/ | head -n 1").strip().rstrip("/")
@@ -279,36 +293,21 @@ def wheelhouse_saving(count: int) -> Json:
         targets = [WORK / f"wheel-download-{number}" for number in range(copies)]
         for target in targets:
             shutil.rmtree(target, ignore_errors=True)
-        began = time.perf_counter()
-        processes = [
-            subprocess.Popen(
-                [
-                    str(ROOT / ".venv" / "bin" / "python"),
-                    "-m",
-                    "pip",
-                    "download",
-                    "--quiet",
-                    "--no-cache-dir",
-                    "--only-binary=:all:",
-                    "--implementation=cp",
-                    "--python-version=311",
-                    "--abi=cp311",
-                    *platforms,
-                    "--dest",
-                    str(target),
-                    *pins,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for target in targets
+        command = [
+            str(ROOT / ".venv" / "bin" / "python"),
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-cache-dir",
+            "--only-binary=:all:",
+            "--implementation=cp",
+            "--python-version=311",
+            "--abi=cp311",
+            *platforms,
+            *pins,
         ]
-        for process in processes:
-            _output, error = process.communicate(timeout=1800)
-            if process.returncode != 0:
-                raise RuntimeError(f"pip download failed: {error[-2000:]}")
-        seconds = round(time.perf_counter() - began, 1)
+        seconds = all_at_once([[*command, "--dest", str(target)] for target in targets], "pip download")
         size = sum(path.stat().st_size for target in targets for path in target.iterdir())
         for target in targets:
             shutil.rmtree(target, ignore_errors=True)
@@ -318,29 +317,13 @@ def wheelhouse_saving(count: int) -> Json:
     per_host_seconds, per_host_bytes = download(count)
     # The install itself is the same either way: from the shipped wheelhouse, no index, every host at once.
     venv = "/root/bench-venv"  # /tmp is a noexec tmpfs on these hosts
-    began = time.perf_counter()
-    processes = [
-        subprocess.Popen(
-            [
-                "docker",
-                "exec",
-                container(host),
-                "sh",
-                "-c",
-                f"rm -rf {venv} && python3 -m venv {venv} && {venv}/bin/pip install -q --no-index "
-                f"--find-links {wheelhouse} {' '.join(pins)} && rm -rf {venv}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for host in hosts
-    ]
-    for process in processes:
-        _output, error = process.communicate(timeout=1800)
-        if process.returncode != 0:
-            raise RuntimeError(f"install from the wheelhouse failed: {error[-2000:]}")
-    install_seconds = round(time.perf_counter() - began, 1)
+    install = (
+        f"rm -rf {venv} && python3 -m venv {venv} && {venv}/bin/pip install -q --no-index "
+        f"--find-links {wheelhouse} {' '.join(pins)} && rm -rf {venv}"
+    )
+    install_seconds = all_at_once(
+        [["docker", "exec", container(host), "sh", "-c", install] for host in hosts], "install from the wheelhouse"
+    )
     return {
         "hosts": count,
         "packages": len(pins),

@@ -184,3 +184,9 @@ def test_results_md_and_chart_hold_the_figures(tmp_path):
     assert "| 30 | 5000 | 0 | 5.0 | 15.0 | 1.50 |" in text
     assert text.rstrip().endswith("Because.")
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_commands_run_side_by_side_and_a_failure_names_what_failed():
+    assert bench.all_at_once([["true"], ["true"]], "nothing") >= 0
+    with pytest.raises(RuntimeError, match="the install failed: broken"):
+        bench.all_at_once([["true"], ["sh", "-c", "echo broken >&2; exit 3"]], "the install")
