@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -425,6 +425,19 @@ def load(label: str) -> Iterator[LoadRun]:
         yield running
 
 
+def under_load(label: str, action: Callable[[], Json]) -> Json:
+    """The load's figures while action (a playbook run) runs, with the playbook's seconds and changes."""
+    began = time.perf_counter()
+    with load(label) as running:
+        playbook = action()
+        report = running.stop()
+    figures = load_figures(report, time.perf_counter() - began)
+    figures["playbook_seconds"] = playbook["seconds"]
+    figures["changed"] = playbook["changed"]
+    log(f"  {label}: {figures['sent']} sent, {figures['failed']} failed, p99 {figures['p99_ms']} ms")
+    return figures
+
+
 def steady_state() -> Json:
     began = time.perf_counter()
     with LoadRun(load_config(STEADY_SECONDS)) as running:
@@ -468,13 +481,11 @@ def rollout_under_load(inventory: Path, server: str, hosts: list[str]) -> Json:
     at_rest = {host: stack_rss_kib(host) for host in hosts}
     steady = steady_state()
     log(f"  steady: {steady['sent']} sent, {steady['failed']} failed, p99 {steady['p99_ms']} ms")
-    began = time.perf_counter()
-    with MemorySampler(hosts) as memory, load(f"site.yml to {server}-2") as running:
-        playbook = site(inventory, "-e", f"asgi_server_kind={server}", "-e", f"django_app_release_id={server}-2")
-        report = running.stop()
-    rollout = load_figures(report, time.perf_counter() - began)
-    rollout["playbook_seconds"] = playbook["seconds"]
-    log(f"  rollout: {rollout['sent']} sent, {rollout['failed']} failed, p99 {rollout['p99_ms']} ms")
+    with MemorySampler(hosts) as memory:
+        rollout = under_load(
+            f"site.yml to {server}-2",
+            lambda: site(inventory, "-e", f"asgi_server_kind={server}", "-e", f"django_app_release_id={server}-2"),
+        )
     tutorial = tutorial_restarts(hosts)
     log(f"  tutorial restarts: {tutorial['sent']} sent, {tutorial['failed']} failed, p99 {tutorial['p99_ms']} ms")
     return {

@@ -16,25 +16,12 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # bench/ is not a package: its sibling, by path
 
 SERVER = "uvicorn"
-
-
-def under_load(label: str, action) -> bench.Json:
-    began = time.perf_counter()
-    with bench.load(label) as running:
-        playbook = action()
-        report = running.stop()
-    figures = bench.load_figures(report, time.perf_counter() - began)
-    figures["playbook_seconds"] = playbook["seconds"]
-    figures["changed"] = playbook["changed"]
-    bench.log(f"  {label}: {figures['sent']} sent, {figures['failed']} failed, p99 {figures['p99_ms']} ms")
-    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         bench.site(inventory, *release("p2"))  # the idle colour now holds p1, for the rollback
         results["steady"] = bench.steady_state()
         bench.log(f"  steady: p99 {results['steady']['p99_ms']} ms")
-        results["no_change_run"] = under_load("no-change site.yml", lambda: bench.site(inventory, *release("p2")))
-        results["switch_alone"] = under_load(
+        results["no_change_run"] = bench.under_load("no-change site.yml", lambda: bench.site(inventory, *release("p2")))
+        results["switch_alone"] = bench.under_load(
             "rollback.yml", lambda: bench.site(inventory, playbook="playbooks/rollback.yml")
         )
-        results["rollout_mitogen"] = under_load(
+        results["rollout_mitogen"] = bench.under_load(
             "site.yml to p3 with Mitogen", lambda: bench.site(inventory, *release("p3"), environment=mitogen)
         )
     finally:
