@@ -1,0 +1,360 @@
+# Copyright: django_asgi.rollout maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Make on the controller the wheelhouse each kind of app host installs from.
+
+uv resolves the project's dependency file for the host's Python and platform;
+pip downloads a wheel for each pin, or its source archive where none exists.
+Pure-Python source archives are built here; the rest are listed for a builder
+host, which builds them and hands the wheels back into ``built/<target>``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+
+# Files that mean an extension module to compile.
+_COMPILED_SUFFIXES = {".c", ".cc", ".cpp", ".cxx", ".pyx", ".rs", ".f", ".f90", ".go", ".m"}
+# The dependency files a project may hold; other changes keep the resolution.
+_DEPENDENCY_SUFFIXES = {".txt", ".in", ".toml", ".lock", ".cfg"}
+_PRUNED_DIRS = {".git", ".hg", ".venv", "venv", "node_modules", "__pycache__", ".tox"}
+# The newest manylinux level uv knows; a newer glibc accepts it too.
+_UV_NEWEST_GLIBC_MINOR = 40
+_PARALLEL_DOWNLOADS = 6
+
+
+def dependency_kind(path: str) -> str:
+    """What kind of dependency file this is, by its name."""
+    name = Path(path).name
+    if name == "uv.lock":
+        return "uv.lock"
+    if name == "pyproject.toml":
+        return "pyproject.toml"
+    return "requirements"
+
+
+def inputs_digest(source: Path, requirements: str, extra: list[str]) -> str:
+    """A digest of every file the resolution may read: dependency files only."""
+    digest = hashlib.sha1(json.dumps([requirements, sorted(extra)]).encode())
+    for root, dirs, files in os.walk(source):
+        dirs[:] = sorted(d for d in dirs if d not in _PRUNED_DIRS)
+        for name in sorted(files):
+            path = Path(root, name)
+            if path.suffix in _DEPENDENCY_SUFFIXES or name in {"setup.py", "uv.lock"}:
+                digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def platforms(target: dict) -> list[str]:
+    """The manylinux tags a host with this glibc accepts, newest first, for pip."""
+    minor = int((target.get("glibc") or "2.17").split(".")[1])
+    machine = target["machine"]
+    tags = [f"manylinux_2_{level}_{machine}" for level in range(minor, 16, -1)]
+    return [*tags, f"manylinux2014_{machine}", f"linux_{machine}"]
+
+
+def uv_platform(target: dict) -> str:
+    minor = min(int((target.get("glibc") or "2.17").split(".")[1]), _UV_NEWEST_GLIBC_MINOR)
+    return f"{target['machine']}-manylinux_2_{minor}"
+
+
+def pins(lock: str) -> list[tuple[str, str]]:
+    """(name, version) of each line of a resolution uv wrote for one platform."""
+    result = []
+    for line in lock.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement = Requirement(line)
+        versions = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+        if len(versions) != 1:
+            raise ValueError(f"{line!r} is not pinned to one version")
+        result.append((canonicalize_name(requirement.name), versions[0]))
+    return result
+
+
+def is_compiled(sdist: Path) -> bool:
+    """Whether a source archive holds code to compile (C, Cython, Rust, ...)."""
+    if sdist.name.endswith(".zip"):
+        with zipfile.ZipFile(sdist) as archive:
+            names = archive.namelist()
+    else:
+        with tarfile.open(sdist) as archive:
+            names = archive.getnames()
+    return any(Path(name).suffix.lower() in _COMPILED_SUFFIXES or Path(name).name == "Cargo.toml" for name in names)
+
+
+def build_requirements(sdist: Path) -> list[str]:
+    """What building this source archive needs (PEP 518), setuptools when it says nothing."""
+    requires: list[str] = ["setuptools>=40.8.0"]
+    opener = zipfile.ZipFile if sdist.name.endswith(".zip") else tarfile.open
+    with opener(sdist) as archive:
+        names = archive.namelist() if isinstance(archive, zipfile.ZipFile) else archive.getnames()
+        top = [name for name in names if name.count("/") == 1 and name.endswith("/pyproject.toml")]
+        if top:
+            if isinstance(archive, zipfile.ZipFile):
+                text = archive.read(top[0]).decode()
+            else:
+                member = archive.extractfile(top[0])
+                text = member.read().decode() if member else ""
+            requires = tomllib.loads(text).get("build-system", {}).get("requires", requires)
+    # Older setuptools ask for wheel at build time (get_requires_for_build_wheel).
+    return [*requires, "wheel"]
+
+
+def _tail(text: str, lines: int = 12) -> str:
+    kept = [line.rstrip() for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in kept if "error" in line.lower() and "warning" not in line.lower()]
+    return " | ".join((errors or kept)[-lines:])
+
+
+class Wheelhouse:
+    """The wheelhouse of one target: (distribution, Python, machine)."""
+
+    def __init__(self, cache: Path, python: str, target: dict) -> None:
+        self.cache = cache
+        self.python = python
+        self.target = target
+        self.name = f"{target['distribution']}-cp{target['tag']}-{target['machine']}"
+        self.built_dir = cache / "built" / self.name
+        self.pure_dir = cache / "built" / "any"
+        self.downloads = cache / "downloads" / self.name
+        self.sdists = cache / "sdists"
+        for directory in (self.built_dir, self.pure_dir, self.downloads, self.sdists):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def run(self, argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
+        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+
+    def resolve(self, source: Path, requirements: str, extra: list[str]) -> str:
+        """The full, pinned set for this target, from uv."""
+        uv = [self.python, "-m", "uv"]
+        with tempfile.TemporaryDirectory(dir=self.cache) as work:
+            inputs = []
+            kind = dependency_kind(requirements)
+            if kind == "uv.lock":
+                exported = self.run(
+                    [*uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-header", "--no-emit-project",
+                     "--format", "requirements.txt", "--directory", str((source / requirements).parent)]
+                )  # fmt: skip
+                if exported.returncode:
+                    raise AnsibleActionFail(f"uv export of {requirements} failed: {_tail(exported.stderr)}")
+                Path(work, "exported.txt").write_text(exported.stdout)
+                inputs.append(str(Path(work, "exported.txt")))
+            else:
+                inputs.append(str(source / requirements))
+            if extra:
+                Path(work, "extra.in").write_text("\n".join(extra) + "\n")
+                inputs.append(str(Path(work, "extra.in")))
+            compiled = self.run(
+                [*uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--no-emit-index-url",
+                 "--python-version", self.target["version"], "--python-platform", uv_platform(self.target), *inputs],
+                cwd=(source / requirements).parent,
+            )  # fmt: skip
+        if compiled.returncode:
+            raise AnsibleActionFail(
+                f"The dependencies in {requirements} cannot be resolved for Python {self.target['version']} "
+                f"on {self.name}: {_tail(compiled.stderr)}"
+            )
+        return compiled.stdout
+
+    def _have(self, name: str, version: str) -> Path | None:
+        for directory in (self.built_dir, self.pure_dir, self.downloads):
+            for wheel in directory.glob("*.whl"):
+                wheel_name, wheel_version, _build, _tags = parse_wheel_filename(wheel.name)
+                if wheel_name == name and str(wheel_version) == version:
+                    return wheel
+        return None
+
+    def _pip_download(self, lines: list[str], dest: Path, binary: bool) -> subprocess.CompletedProcess[str]:
+        flags = (
+            ["--only-binary=:all:", "--implementation=cp", f"--python-version={self.target['tag']}",
+             f"--abi=cp{self.target['tag']}"]
+            + [f"--platform={tag}" for tag in platforms(self.target)]
+            if binary else ["--no-binary=:all:"]
+        )  # fmt: skip
+        return self.run([self.python, "-m", "pip", "download", "--quiet", "--no-deps", *flags, "--dest", str(dest), *lines])
+
+    def download(self, wanted: list[tuple[str, str]]) -> list[tuple[str, str, Path]]:
+        """Fetch a wheel for each pin missing here; return the pins that exist only as source archives."""
+        missing = [(name, version) for name, version in wanted if not self._have(name, version)]
+        if not missing:
+            return []
+        # One pip run when every pin has a wheel (the usual case), one per pin otherwise.
+        if self._pip_download([f"{n}=={v}" for n, v in missing], self.downloads, binary=True).returncode == 0:
+            return []
+        with concurrent.futures.ThreadPoolExecutor(_PARALLEL_DOWNLOADS) as pool:
+            binary = list(pool.map(lambda pin: self._pip_download([f"{pin[0]}=={pin[1]}"], self.downloads, True), missing))
+        sources = []
+        for (name, version), answer in zip(missing, binary, strict=True):
+            if answer.returncode == 0:
+                continue
+            sdist = self._sdist(name, version)
+            if sdist is None:
+                raise AnsibleActionFail(
+                    f"{name} {version} has neither a wheel for Python {self.target['version']} on "
+                    f"{', '.join(platforms(self.target)[:1])} nor a source archive: {_tail(answer.stderr)}"
+                )
+            sources.append((name, version, sdist))
+        return sources
+
+    def _sdist(self, name: str, version: str) -> Path | None:
+        for sdist in self.sdists.iterdir():
+            try:
+                sdist_name, sdist_version = parse_sdist_filename(sdist.name)
+            except ValueError:
+                continue
+            if sdist_name == name and str(sdist_version) == version:
+                return sdist
+        with tempfile.TemporaryDirectory(dir=self.cache) as work:
+            if self._pip_download([f"{name}=={version}"], Path(work), binary=False).returncode:
+                return None
+            for fetched in Path(work).iterdir():
+                shutil.move(str(fetched), self.sdists / fetched.name)
+        return self._sdist(name, version)
+
+    def build_pure(self, name: str, version: str, sdist: Path) -> bool:
+        """Build a source archive here when it compiles nothing; whether it gave a pure wheel."""
+        if is_compiled(sdist):
+            return False
+        with tempfile.TemporaryDirectory(dir=self.cache) as work:
+            built = self.run([self.python, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", work, str(sdist)])
+            wheels = list(Path(work).glob("*.whl"))
+            if built.returncode or len(wheels) != 1 or not wheels[0].name.endswith("-none-any.whl"):
+                return False
+            shutil.move(str(wheels[0]), self.pure_dir / wheels[0].name)
+        return True
+
+    def builder_archive(self, sources: list[tuple[str, str, Path]]) -> Path:
+        """A tar of the source archives to build and everything their builds need, for the builder."""
+        digest = hashlib.sha1("".join(sorted(sdist.name for _n, _v, sdist in sources)).encode()).hexdigest()[:12]
+        archive = self.cache / f"build-{self.name}-{digest}.tar"
+        if archive.exists():
+            return archive
+        with tempfile.TemporaryDirectory(dir=self.cache) as work:
+            requirements = sorted({r for _n, _v, sdist in sources for r in build_requirements(sdist)})
+            (Path(work) / "build-requirements").mkdir()
+            fetched = self.run(
+                [self.python, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--implementation=cp",
+                 f"--python-version={self.target['tag']}",
+                 *[f"--platform={tag}" for tag in platforms(self.target)],
+                 "--dest", str(Path(work) / "build-requirements"), *requirements]
+            )  # fmt: skip
+            if fetched.returncode:
+                raise AnsibleActionFail(
+                    f"The build requirements {', '.join(requirements)} of "
+                    f"{', '.join(f'{n} {v}' for n, v, _s in sources)} cannot be downloaded for Python "
+                    f"{self.target['version']} on {self.name}: {_tail(fetched.stderr)}"
+                )
+            (Path(work) / "sources").mkdir()
+            for _name, _version, sdist in sources:
+                shutil.copy2(sdist, Path(work) / "sources" / sdist.name)
+            with tarfile.open(f"{archive}.partial", "w") as tar:
+                tar.add(work, arcname=".")
+            os.replace(f"{archive}.partial", archive)
+        return archive
+
+    def assemble(self, key: str, lock: str, wanted: list[tuple[str, str]]) -> Path:
+        archive = self.cache / f"wheelhouse-{key}.tar"
+        if archive.exists():
+            return archive
+        with tempfile.TemporaryDirectory(dir=self.cache) as work:
+            for name, version in wanted:
+                wheel = self._have(name, version)
+                if wheel is None:
+                    raise AnsibleActionFail(f"{name} {version} is missing from the wheelhouse of {self.name}")
+                shutil.copy2(wheel, Path(work) / wheel.name)
+            Path(work, "requirements.lock").write_text(lock)
+            Path(work, ".complete").write_text(key + "\n")
+            with tarfile.open(f"{archive}.partial", "w") as tar:
+                tar.add(work, arcname=".")
+            os.replace(f"{archive}.partial", archive)
+        return archive
+
+
+def make(cache: Path, python: str, source: Path, requirements: str, extra: list[str], target: dict) -> dict:
+    """What one kind of host needs: done, or the source archives its builder must build first."""
+    house = Wheelhouse(cache, python, target)
+    inputs = inputs_digest(source, requirements, extra)
+    resolved = cache / f"resolved-{house.name}-{inputs}.txt"
+    if resolved.exists():
+        lock = resolved.read_text()
+    else:
+        lock = house.resolve(source, requirements, extra)
+        resolved.write_text(lock)
+    key = hashlib.sha1(f"{house.name}\n{lock}".encode()).hexdigest()[:16]
+    result = {
+        "target": house.name,
+        "inputs": inputs,
+        "key": key,
+        "archive": str(cache / f"wheelhouse-{key}.tar"),
+        "built_dir": str(house.built_dir),
+        "complete": True,
+        "to_build": [],
+    }
+    if Path(result["archive"]).exists():
+        return result
+    wanted = pins(lock)
+    sources = house.download(wanted)
+    to_build = [(n, v, s) for n, v, s in sources if not house.build_pure(n, v, s)]
+    if to_build:
+        return {**result, "complete": False, "_sources": to_build}
+    house.assemble(key, lock, wanted)
+    return result
+
+
+def make_all(cache: Path, python: str, source: Path, requirements: str, targets: list[dict]) -> list[dict]:
+    """One wheelhouse per target (a kind of host and its server's packages); one builder archive per kind."""
+    results = []
+    for target in targets:
+        extra = list(target.get("extra") or [])
+        results.append({**make(cache, python, source, requirements, extra, target), "request": target})
+    by_kind: dict[str, dict[str, tuple[str, str, Path]]] = {}
+    for result in results:
+        for name, version, sdist in result.get("_sources", []):
+            by_kind.setdefault(result["target"], {})[sdist.name] = (name, version, sdist)
+    for result in results:
+        if result.pop("_sources", None):
+            sources = sorted(by_kind[result["target"]].values())
+            house = Wheelhouse(cache, python, result["request"])
+            result["to_build"] = [{"name": n, "version": v, "file": s.name} for n, v, s in sources]
+            result["builder_archive"] = str(house.builder_archive(sources))
+    return results
+
+
+class ActionModule(ActionBase):
+    """Runs on the controller only, whatever host the task names."""
+
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        args = self._task.args
+        missing = [key for key in ("source", "requirements", "targets", "cache") if not args.get(key)]
+        if missing:
+            raise AnsibleActionFail(f"wheelhouse needs {', '.join(missing)}")
+        cache = Path(args["cache"])
+        cache.mkdir(parents=True, exist_ok=True)
+        python = args.get("python") or sys.executable
+        houses = make_all(cache, python, Path(args["source"]), args["requirements"], list(args["targets"]))
+        result.update(changed=False, wheelhouses=houses)
+        return result
