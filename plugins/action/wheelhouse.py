@@ -51,7 +51,7 @@ def dependency_kind(path: str) -> str:
 
 def inputs_digest(source: Path, requirements: str, extra: list[str]) -> str:
     """A digest of every file the resolution may read: dependency files only."""
-    digest = hashlib.sha1(json.dumps([requirements, sorted(extra)]).encode())
+    digest = hashlib.sha256(json.dumps([requirements, sorted(extra)]).encode())
     for root, dirs, files in os.walk(source):
         dirs[:] = sorted(d for d in dirs if d not in _PRUNED_DIRS)
         for name in sorted(files):
@@ -141,7 +141,8 @@ class Wheelhouse:
 
     def run(self, argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
-        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+        # pip and uv of the controller's Python, arguments built here from the inventory's values.
+        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)  # noqa: S603
 
     def resolve(self, source: Path, requirements: str, extra: list[str]) -> str:
         """The full, pinned set for this target, from uv."""
@@ -190,7 +191,9 @@ class Wheelhouse:
             + [f"--platform={tag}" for tag in platforms(self.target)]
             if binary else ["--no-binary=:all:"]
         )  # fmt: skip
-        return self.run([self.python, "-m", "pip", "download", "--quiet", "--no-deps", *flags, "--dest", str(dest), *lines])
+        return self.run(
+            [self.python, "-m", "pip", "download", "--quiet", "--no-deps", *flags, "--dest", str(dest), *lines]
+        )
 
     def download(self, wanted: list[tuple[str, str]]) -> list[tuple[str, str, Path]]:
         """Fetch a wheel for each pin missing here; return the pins that exist only as source archives."""
@@ -201,7 +204,9 @@ class Wheelhouse:
         if self._pip_download([f"{n}=={v}" for n, v in missing], self.downloads, binary=True).returncode == 0:
             return []
         with concurrent.futures.ThreadPoolExecutor(_PARALLEL_DOWNLOADS) as pool:
-            binary = list(pool.map(lambda pin: self._pip_download([f"{pin[0]}=={pin[1]}"], self.downloads, True), missing))
+            binary = list(
+                pool.map(lambda pin: self._pip_download([f"{pin[0]}=={pin[1]}"], self.downloads, True), missing)
+            )
         sources = []
         for (name, version), answer in zip(missing, binary, strict=True):
             if answer.returncode == 0:
@@ -235,7 +240,9 @@ class Wheelhouse:
         if is_compiled(sdist):
             return False
         with tempfile.TemporaryDirectory(dir=self.cache) as work:
-            built = self.run([self.python, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", work, str(sdist)])
+            built = self.run(
+                [self.python, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", work, str(sdist)]
+            )
             wheels = list(Path(work).glob("*.whl"))
             if built.returncode or len(wheels) != 1 or not wheels[0].name.endswith("-none-any.whl"):
                 return False
@@ -244,7 +251,7 @@ class Wheelhouse:
 
     def builder_archive(self, sources: list[tuple[str, str, Path]]) -> Path:
         """A tar of the source archives to build and everything their builds need, for the builder."""
-        digest = hashlib.sha1("".join(sorted(sdist.name for _n, _v, sdist in sources)).encode()).hexdigest()[:12]
+        digest = hashlib.sha256("".join(sorted(sdist.name for _n, _v, sdist in sources)).encode()).hexdigest()[:12]
         archive = self.cache / f"build-{self.name}-{digest}.tar"
         if archive.exists():
             return archive
@@ -299,7 +306,7 @@ def make(cache: Path, python: str, source: Path, requirements: str, extra: list[
     else:
         lock = house.resolve(source, requirements, extra)
         resolved.write_text(lock)
-    key = hashlib.sha1(f"{house.name}\n{lock}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{house.name}\n{lock}".encode()).hexdigest()[:16]
     result = {
         "target": house.name,
         "inputs": inputs,

@@ -37,7 +37,8 @@ options:
 
 EXAMPLES = r"""
 - ansible.builtin.debug:
-    msg: "{{ result | django_asgi.rollout.build_failure(python='3.11', target='bookworm-cp311-x86_64', builder='app1') }}"
+    msg: >-
+      {{ result | django_asgi.rollout.build_failure(python='3.11', target='bookworm-cp311-x86_64', builder='app1') }}
 """
 
 RETURN = r"""
@@ -46,7 +47,10 @@ _value:
   type: str
 """
 
-_NOISE = re.compile(r"subprocess-exited-with-error|note: This error originates|Failed to build|legacy-install-failure|^ERROR: Could not build wheels")
+_NOISE = re.compile(
+    r"subprocess-exited-with-error|note: This error originates|Failed to build|legacy-install-failure"
+    r"|^ERROR: Could not build wheels"
+)
 _ERROR = re.compile(r"error|not found|cannot find|no such file", re.IGNORECASE)
 _KEPT_LINES = 3
 
