@@ -179,6 +179,13 @@ BAD_INPUTS = [
     ("nginx_proxy_extra_directives", ["gzip on"]),
     ("load_balancer_server_names", ["*"]),
     ("load_balancer_backend_port", 0),
+    # A name nginx on the load balancer could not resolve at its nginx -t.
+    ("load_balancer_backend_address", "app1.nowhere.invalid"),
+    ("django_app_project_dir", "../elsewhere"),
+    ("django_app_project_dir", "no-such-dir"),
+    ("django_app_requirements_file", "requirements/missing.txt"),
+    ("django_app_writable_dirs", ["/etc/demo-media"]),
+    ("django_app_project_files", [{"path": "../outside.py", "template": "/nonexistent.j2"}]),
     ("rollout_serial", "0"),
     ("rollout_serial", "half"),
     ("rollout_rollback_on_failure", "maybe"),

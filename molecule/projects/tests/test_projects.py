@@ -149,15 +149,16 @@ def test_only_the_builder_compiled_psycopg2():
 
 
 def test_the_operator_file_is_readable_by_the_app_only():
-    app1 = host("django-asgi-projects-app1")
-    paths = app1.check_output("find /srv/bookshelf/releases -path '*/site/bookshelf/settings/local.py'").split()
-    assert paths, "no release holds the operator's local.py"
-    for path in paths:
-        local = app1.file(path)
-        assert (local.user, local.group, local.mode) == ("root", "bookshelf", 0o640), path
+    for name in APP_PORTS:
+        app = host(name)
+        colour = app.file("/var/lib/bookshelf/active-colour").content_string.strip()
+        workdir = app.check_output(f"systemctl show --property WorkingDirectory --value bookshelf@{colour}")
+        assert workdir.endswith("/src/site"), "the release does not run from the project directory"
+        local = app.file(f"{workdir}/bookshelf/settings/local.py")
+        assert (local.user, local.group, local.mode) == ("root", "bookshelf", 0o640)
         assert MAIL_PASSWORD in local.content_string
-        # Bytecode would be readable by anyone.
-        assert not app1.run(f"ls {Path(path).parent}/__pycache__/ | grep '^local'").stdout.strip()
+        # Bytecode of it would be readable by anyone.
+        assert not app.run(f"ls {workdir}/bookshelf/settings/__pycache__/ | grep '^local'").stdout.strip()
 
 
 def test_a_new_commit_rolls_out_under_load_and_builds_nothing():
