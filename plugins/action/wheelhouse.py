@@ -26,8 +26,12 @@ from pathlib import Path
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+
+try:  # ansible-core itself depends on packaging
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+except ImportError:  # pragma: no cover  (only in ansible-test's bare import check)
+    Requirement = canonicalize_name = parse_sdist_filename = parse_wheel_filename = None
 
 # Files that mean an extension module to compile.
 _COMPILED_SUFFIXES = {".c", ".cc", ".cpp", ".cxx", ".pyx", ".rs", ".f", ".f90", ".go", ".m"}

@@ -20,7 +20,7 @@ description:
     that target, whose wheels go into RV(wheelhouses.built_dir) and are used from then on.
   - Once every package has a wheel, writes C(wheelhouse-KEY.tar) with the wheels and
     C(requirements.lock), the pinned set the hosts install with no index.
-  - Reports no change: it only fills the controller's cache.
+  - Reports no change, since it only fills the controller's cache.
 version_added: 0.3.0
 author: django_asgi.rollout maintainers (@django-asgi)
 options:
@@ -59,6 +59,7 @@ attributes:
   platform:
     description: Target OS/families that can be operated against.
     support: N/A
+    platforms: posix
     details: Runs on the controller.
 """
 
@@ -110,5 +111,22 @@ wheelhouses:
       type: str
 """
 
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "source": {"type": "path", "required": True},
+            "requirements": {"type": "str", "required": True},
+            "targets": {"type": "list", "elements": "dict", "required": True},
+            "cache": {"type": "path", "required": True},
+            "python": {"type": "path"},
+        },
+        supports_check_mode=True,
+    )
+    module.fail_json(msg="wheelhouse runs on the controller: its action plugin does the work")
+
+
 if __name__ == "__main__":
-    raise SystemExit("wheelhouse runs on the controller as an action plugin")
+    main()

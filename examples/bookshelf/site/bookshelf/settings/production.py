@@ -1,4 +1,6 @@
 """Settings for the production servers."""
+# Settings modules layer on each other with wildcard imports.
+# pylint: disable=wildcard-import,unused-wildcard-import
 
 from .base import *  # noqa: F403
 
