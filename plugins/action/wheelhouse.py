@@ -366,6 +366,11 @@ class ActionModule(ActionBase):
         cache = Path(args["cache"])
         cache.mkdir(parents=True, exist_ok=True)
         python = args.get("python") or sys.executable
-        houses = make_all(cache, python, Path(args["source"]), args["requirements"], list(args["targets"]))
+        try:
+            houses = make_all(cache, python, Path(args["source"]), args["requirements"], list(args["targets"]))
+        except AnsibleActionFail as error:
+            # A result, not an exception: the playbook decides how each host fails.
+            result.update(changed=False, failed=True, msg=error.message)
+            return result
         result.update(changed=False, wheelhouses=houses)
         return result
