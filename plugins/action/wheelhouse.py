@@ -122,6 +122,12 @@ def build_requirements(sdist: Path) -> list[str]:
     return [*requires, "wheel"]
 
 
+def _squash(text: str, limit: int = 600) -> str:
+    """uv's whole explanation on one line (it says which pin conflicts with which)."""
+    lines = [line.strip(" \u00d7\u2570\u2500\u25b6\u2502") for line in text.splitlines()]
+    return " ".join(line for line in lines if line)[:limit]
+
+
 def _tail(text: str, lines: int = 12) -> str:
     kept = [line.rstrip() for line in text.strip().splitlines() if line.strip()]
     errors = [line for line in kept if "error" in line.lower() and "warning" not in line.lower()]
@@ -160,7 +166,7 @@ class Wheelhouse:
                      "--format", "requirements.txt", "--directory", str((source / requirements).parent)]
                 )  # fmt: skip
                 if exported.returncode:
-                    raise AnsibleActionFail(f"uv export of {requirements} failed: {_tail(exported.stderr)}")
+                    raise AnsibleActionFail(f"uv export of {requirements} failed: {_squash(exported.stderr)}")
                 Path(work, "exported.txt").write_text(exported.stdout)
                 inputs.append(str(Path(work, "exported.txt")))
             else:
@@ -176,7 +182,7 @@ class Wheelhouse:
         if compiled.returncode:
             raise AnsibleActionFail(
                 f"The dependencies in {requirements} cannot be resolved for Python {self.target['version']} "
-                f"on {self.name}: {_tail(compiled.stderr)}"
+                f"on {self.name}: {_squash(compiled.stderr)}"
             )
         return compiled.stdout
 
