@@ -268,7 +268,23 @@ def test_7_an_nginx_directive_nginx_refuses_leaves_the_live_config_serving(hosts
     assert app1.run("nginx -t").rc == 0
     assert releases_everywhere() == {name: "f1" for name in APP_URLS}
     assert release_of(LOAD_BALANCER) == "f1"
-    assert not app1.file(LOCK).exists
+    for host in hosts.values():
+        assert not host.file(LOCK).exists
+
+
+def test_7b_a_load_balancer_nginx_refuses_stops_the_run_with_the_lock_released(hosts):
+    # Two locations of one path: only nginx -t on the load balancer finds out.
+    returncode, output = run_playbook(
+        "site.yml", "-e", json.dumps({"load_balancer_websocket_locations": ["/ws/", "/ws/"]})
+    )
+    assert returncode != 0
+    last = words(output[output.rindex("The rollout stopped") :])
+    assert "django-asgi-faults-lb: setting up the load balancer failed, no app host changed" in last, last
+    assert "duplicate location" in last, last
+    for host in hosts.values():
+        assert not host.file(LOCK).exists
+    assert release_of(LOAD_BALANCER) == "f1"
+    assert releases_everywhere() == {name: "f1" for name in APP_URLS}
 
 
 @pytest.fixture(scope="module")

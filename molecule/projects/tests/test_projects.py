@@ -184,6 +184,18 @@ def test_a_new_commit_rolls_out_under_load_and_builds_nothing():
         assert (status, body) == (200, name.encode() * 10), "an upload did not survive the rollout"
 
 
+def test_a_rollback_keeps_the_uploads():
+    rolled_out = releases()
+    returncode, _output = run_playbook("playbooks/rollback.yml", inventory=INVENTORY)
+    assert returncode == 0
+    assert all(releases()[name] != rolled_out[name] for name in APP_PORTS), "a host did not roll back"
+    for name, port in APP_PORTS.items():
+        status, body = request(f"http://127.0.0.1:{port}/media/before-{name}.bin")
+        assert (status, body) == (200, name.encode() * 10), "an upload did not survive the rollback"
+    returncode, _output = run_playbook("site.yml", inventory=INVENTORY)
+    assert returncode == 0 and releases() == rolled_out
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
