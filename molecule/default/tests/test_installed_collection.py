@@ -1,7 +1,7 @@
 """The collection as users get it: the tarball ansible-galaxy builds, installed into a fresh Ansible.
 
 The tarball goes into a collections path inside a new virtualenv holding the
-ansible and ansible-core versions pinned in requirements-dev.txt; the
+ansible, ansible-core and uv versions pinned in requirements-dev.txt; the
 playbooks run from a directory outside the repository with that path alone
 (not the repository's symlink, nor its ansible.cfg) and deploy a new release
 onto the scenario's Debian 12 host, which must then serve it through nginx.
@@ -77,7 +77,7 @@ def fresh_ansible(tmp_path_factory) -> FreshAnsible:
     created = run([sys.executable, "-m", "venv", str(ansible.venv)], workdir, ansible.env)
     assert created.returncode == 0, created.stderr
     pip = ("python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check")
-    installed = ansible(*pip, pinned("ansible"), pinned("ansible-core"))
+    installed = ansible(*pip, pinned("ansible"), pinned("ansible-core"), pinned("uv"))
     assert installed.returncode == 0, installed.stderr
     # --offline: the tarball has no dependencies, and no Galaxy server is asked.
     install = ("ansible-galaxy", "collection", "install", "--offline", "-p", str(ansible.collections))
