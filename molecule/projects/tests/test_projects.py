@@ -192,8 +192,6 @@ def test_a_rollback_keeps_the_uploads():
     for name, port in APP_PORTS.items():
         status, body = request(f"http://127.0.0.1:{port}/media/before-{name}.bin")
         assert (status, body) == (200, name.encode() * 10), "an upload did not survive the rollback"
-    returncode, _output = run_playbook("site.yml", inventory=INVENTORY)
-    assert returncode == 0 and releases() == rolled_out
 
 
 @pytest.mark.parametrize(
