@@ -21,8 +21,8 @@ TRIXIE = {"distribution": "trixie", "version": "3.13", "tag": "313", "machine": 
 SQLPARSE_HASH = "sha256:4c6b0f8e4b1b0c8c3e4a5e1f6f1a2b7f1c7c4d2f0c2a6d4b6e8f0a1b2c3d4e5f"
 
 
-def resolve(tmp_path: Path, requirements: str, target: dict = BOOKWORM, extra: list[str] | None = None) -> dict:
-    house = wheelhouse.Wheelhouse(tmp_path / "cache", sys.executable, target)
+def resolve(tmp_path: Path, requirements: str, target: dict | None = None, extra: list[str] | None = None) -> dict:
+    house = wheelhouse.Wheelhouse(tmp_path / "cache", sys.executable, target or BOOKWORM)
     return dict(wheelhouse.pins(house.resolve(tmp_path / "project", requirements, extra or [])))
 
 
