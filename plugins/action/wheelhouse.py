@@ -12,6 +12,7 @@ host, which builds them and hands the wheels back into ``built/<target>``.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import tarfile
 import tempfile
 import tomllib
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ansible.errors import AnsibleActionFail
@@ -93,31 +95,35 @@ def pins(lock: str) -> list[tuple[str, str]]:
     return result
 
 
-def is_compiled(sdist: Path) -> bool:
-    """Whether a source archive holds code to compile (C, Cython, Rust, ...)."""
+@contextlib.contextmanager
+def _archive(sdist: Path) -> Iterator[tuple[list[str], Callable[[str], bytes]]]:
+    """The member names of a source archive (.tar.gz or .zip), and a way to read one."""
     if sdist.name.endswith(".zip"):
         with zipfile.ZipFile(sdist) as archive:
-            names = archive.namelist()
-    else:
-        with tarfile.open(sdist) as archive:
-            names = archive.getnames()
-    return any(Path(name).suffix.lower() in _COMPILED_SUFFIXES or Path(name).name == "Cargo.toml" for name in names)
+            yield archive.namelist(), archive.read
+        return
+    with tarfile.open(sdist) as tar:
+
+        def read(name: str) -> bytes:
+            member = tar.extractfile(name)
+            return member.read() if member else b""
+
+        yield tar.getnames(), read
+
+
+def is_compiled(sdist: Path) -> bool:
+    """Whether a source archive holds code to compile (C, Cython, Rust, ...)."""
+    with _archive(sdist) as (names, _read):
+        return any(Path(n).suffix.lower() in _COMPILED_SUFFIXES or Path(n).name == "Cargo.toml" for n in names)
 
 
 def build_requirements(sdist: Path) -> list[str]:
     """What building this source archive needs (PEP 518), setuptools when it says nothing."""
     requires: list[str] = ["setuptools>=40.8.0"]
-    opener = zipfile.ZipFile if sdist.name.endswith(".zip") else tarfile.open
-    with opener(sdist) as archive:
-        names = archive.namelist() if isinstance(archive, zipfile.ZipFile) else archive.getnames()
+    with _archive(sdist) as (names, read):
         top = [name for name in names if name.count("/") == 1 and name.endswith("/pyproject.toml")]
         if top:
-            if isinstance(archive, zipfile.ZipFile):
-                text = archive.read(top[0]).decode()
-            else:
-                member = archive.extractfile(top[0])
-                text = member.read().decode() if member else ""
-            requires = tomllib.loads(text).get("build-system", {}).get("requires", requires)
+            requires = tomllib.loads(read(top[0]).decode()).get("build-system", {}).get("requires", requires)
     # Older setuptools ask for wheel at build time (get_requires_for_build_wheel).
     return [*requires, "wheel"]
 
@@ -319,7 +325,6 @@ def make(cache: Path, python: str, source: Path, requirements: str, extra: list[
     key = hashlib.sha256(f"{house.name}\n{lock}".encode()).hexdigest()[:16]
     result = {
         "target": house.name,
-        "inputs": inputs,
         "key": key,
         "archive": str(cache / f"wheelhouse-{key}.tar"),
         "built_dir": str(house.built_dir),

@@ -90,9 +90,6 @@ wheelhouses:
     key:
       description: Names the wheelhouse and the venv built from it.
       type: str
-    inputs:
-      description: Digest of the dependency files, the same for every target.
-      type: str
     complete:
       description: Whether the wheelhouse archive is ready.
       type: bool
