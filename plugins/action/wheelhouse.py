@@ -294,6 +294,29 @@ class Wheelhouse:
             os.replace(f"{archive}.partial", archive)
         return archive
 
+    def installer(self) -> str:
+        """The uv binary for this machine, of the controller's uv version, or "" when it has none (then pip)."""
+        found = self.run([self.python, "-c", "import importlib.metadata as m; print(m.version('uv'))"])
+        if found.returncode:
+            return ""
+        version = found.stdout.strip()
+        binary = self.cache / "tools" / f"uv-{version}-{self.target['machine']}"
+        if binary.exists():
+            return str(binary)
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.cache) as work:
+            if self._pip_download([f"uv=={version}"], Path(work), binary=True).returncode:
+                return ""
+            wheel = next(Path(work).glob("uv-*.whl"))
+            with zipfile.ZipFile(wheel) as archive:
+                member = f"uv-{version}.data/scripts/uv"
+                if member not in archive.namelist():
+                    return ""
+                Path(work, "uv").write_bytes(archive.read(member))
+            Path(work, "uv").chmod(0o755)
+            os.replace(Path(work, "uv"), binary)
+        return str(binary)
+
     def assemble(self, key: str, lock: str, wanted: list[tuple[str, str]]) -> Path:
         archive = self.cache / f"wheelhouse-{key}.tar"
         if archive.exists():
@@ -330,6 +353,8 @@ def make(cache: Path, python: str, source: Path, requirements: str, extra: list[
         "built_dir": str(house.built_dir),
         "complete": True,
         "to_build": [],
+        # What hosts of this kind install the venv with: the path of uv's binary here, or "" for pip.
+        "installer": house.installer(),
     }
     if Path(result["archive"]).exists():
         return result

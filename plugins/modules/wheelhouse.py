@@ -106,6 +106,12 @@ wheelhouses:
     built_dir:
       description: Where the builder's wheels go back on the controller.
       type: str
+    installer:
+      description:
+        - The uv binary for the target's machine on the controller (the controller's uv version, from its wheel),
+          which creates the venv and installs into it.
+        - Empty when no uv wheel exists for that machine; pip does it then.
+      type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402

@@ -92,6 +92,18 @@ def test_what_compiles_goes_to_the_builder_with_its_build_requirements(tmp_path)
     assert wheelhouse.build_requirements(compiled) == ["Cython>=3", "wheel"]
 
 
+def test_the_hosts_install_with_the_controllers_uv_or_else_pip(tmp_path):
+    import importlib.metadata
+
+    binary = wheelhouse.Wheelhouse(tmp_path / "cache", sys.executable, BOOKWORM).installer()
+    assert Path(binary).name == f"uv-{importlib.metadata.version('uv')}-x86_64"
+    answer = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout  # noqa: S603
+    assert answer.startswith(f"uv {importlib.metadata.version('uv')} ")
+    # A machine uv publishes no wheel for installs with pip.
+    sparc = wheelhouse.Wheelhouse(tmp_path / "cache", sys.executable, {**BOOKWORM, "machine": "sparc64"})
+    assert sparc.installer() == ""
+
+
 def test_platforms_follow_the_hosts_glibc():
     assert wheelhouse.platforms(BOOKWORM)[0] == "manylinux_2_36_x86_64"
     assert wheelhouse.platforms(BOOKWORM)[-1] == "linux_x86_64"
