@@ -170,8 +170,14 @@ def mitogen_environment() -> dict[str, str]:
     return {"ANSIBLE_STRATEGY_PLUGINS": str(strategies), "ANSIBLE_STRATEGY": "mitogen_linear"}
 
 
-def site(inventory: Path, *extra: str, environment: dict[str, str] | None = None, playbook: str = "site.yml") -> Json:
-    """Run site.yml (or another playbook); return wall and controller CPU seconds and the recap."""
+def site(
+    inventory: Path,
+    *extra: str,
+    environment: dict[str, str] | None = None,
+    playbook: str = "site.yml",
+    tree: Path = ROOT,
+) -> Json:
+    """Run site.yml (or another playbook) of tree; return wall and controller CPU seconds and the recap."""
     before = os.times()
     began = time.perf_counter()
     # The controller is another machine in a real fleet; here it shares the CPUs with the hosts it
@@ -188,7 +194,7 @@ def site(inventory: Path, *extra: str, environment: dict[str, str] | None = None
             *extra,
         ],
         env=os.environ | (environment or {}),
-        cwd=ROOT,
+        cwd=tree,
         text=True,
         capture_output=True,
         timeout=3600,
