@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             options.output.write_text(json.dumps(results, indent=1) + "\n")
             log(f"wrote {options.output}")
             bench.lab_down()
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(WORK / f"tree-{BASELINE_TAG}")], cwd=ROOT, check=False
+            )
     results = json.loads(options.output.read_text())
     (ROOT / "bench" / "VERSIONS.md").write_text(report(results))
     return 0
