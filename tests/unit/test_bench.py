@@ -190,3 +190,25 @@ def test_commands_run_side_by_side_and_a_failure_names_what_failed():
     assert bench.all_at_once([["true"], ["true"]], "nothing") >= 0
     with pytest.raises(RuntimeError, match="the install failed: broken"):
         bench.all_at_once([["true"], ["sh", "-c", "echo broken >&2; exit 3"]], "the install")
+
+
+def test_the_versions_report_judges_each_target_against_the_earlier_version():
+    sys.path.insert(0, str(BENCH))
+    versions = load("versions")
+
+    def run(version, cold, unchanged, rollout, p99):
+        return {
+            "version": version,
+            "cold": {"seconds": cold},
+            "no_change": {"seconds": unchanged, "changed": 0, "controller_cpu_seconds": 1.0},
+            "steady": {"p99_ms": 10.0},
+            "rollout": {"playbook_seconds": rollout, "failed": 0, "sent": 1000, "p99_ms": p99},
+            "tasks_per_app_host": {"cold": 100.0, "no_change": 90.0},
+        }
+
+    machine = {"date": "2026-12-02 07:00 UTC", "commit": "abc1234", "cpus": 2}
+    text = versions.report({"machine": machine, "runs": [run("before", 100, 60, 200, 80), run("now", 90, 10, 40, 30)]})
+    assert "| new release under load at most 0.25x the earlier version's, zero failed | 0.2x, 0 failed | met |" in text
+    assert "| no-change at most 0.2x the earlier version's | 0.17x | met |" in text
+    assert "| no-change at most 0.15x a cold deploy, zero changes | 0.11x, changed=0 | met |" in text
+    assert "| p99 during the rollout at most 2x steady (uvicorn) | 3.0x | **missed** |" in text
