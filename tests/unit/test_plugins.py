@@ -58,3 +58,26 @@ def test_preflight_spec_drops_wired_options_and_every_default():
     assert checked["asgi_server_workers"] == {"type": "int"}
     assert checked["nested"]["options"]["inner"] == {"type": "int"}
     assert options["asgi_server_workers"]["default"] == "{{ computed }}"
+
+
+def test_the_rollout_digest_follows_the_code_the_options_and_the_release(tmp_path):
+    import shutil
+
+    digest = load("lookup/rollout_digest.py")
+    root = Path(__file__).resolve().parents[2]
+    assert "asgi_server_kind" in digest.option_names(root, "asgi_server")
+    # Options of every entry point count, not only main's.
+    assert "asgi_server_colour" in digest.option_names(root, "asgi_server")
+    code = digest.collection_digest(root)
+    options = {"asgi_server_kind": "uvicorn", "django_app_env": {"A": "1", "B": "2"}}
+    same = digest.digest_of(code, {"django_app_env": {"B": "2", "A": "1"}, "asgi_server_kind": "uvicorn"}, {"r": 1})
+    assert digest.digest_of(code, options, {"r": 1}) == same
+    assert digest.digest_of(code, {**options, "asgi_server_kind": "daphne"}, {"r": 1}) != same
+    assert digest.digest_of(code, options, {"r": 2}) != same
+    # A copy of the collection with one template changed is other code.
+    copy = tmp_path / "collection"
+    for tree in ("roles", "playbooks", "plugins"):
+        shutil.copytree(root / tree, copy / tree, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    assert digest.collection_digest(copy) == code
+    (copy / "roles" / "nginx_proxy" / "templates" / "site.conf.j2").write_text("# changed\n")
+    assert digest.collection_digest(copy) != code

@@ -1,0 +1,46 @@
+"""Running site.yml again: a host that already serves what the run makes is left alone.
+
+Each app host records a digest of everything that went into it when it last
+switched (the collection's code, its options, the release and its wheelhouse);
+a run that makes the same digest skips the build, the migrations and the
+switch there. -e rollout_force=true runs every step anyway, and then too
+nothing changes: the steps themselves are idempotent.
+"""
+
+from __future__ import annotations
+
+import re
+
+from conftest import run_playbook
+
+APP_HOSTS = ["django-asgi-default-app1", "django-asgi-default-app2"]
+# A task of the build that runs on every host the run does not leave alone.
+BUILD_TASK = "TASK [django_asgi.rollout.django_app : Look for this release and its venv on the host]"
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
+
+
+def recap(output: str) -> dict[str, tuple[int, int]]:
+    """(ok, changed) of each host, from the play recap."""
+    return {host: (int(ok), int(changed)) for host, ok, changed, _u, _f in RECAP.findall(output)}
+
+
+def test_a_run_that_changes_nothing_leaves_every_app_host_alone_and_a_forced_one_changes_nothing():
+    # Whatever the earlier tests left, this run brings the hosts to what site.yml makes.
+    returncode, output = run_playbook("site.yml", echo=False)
+    assert returncode == 0, output[-4000:]
+
+    returncode, skipped = run_playbook("site.yml")
+    assert returncode == 0, skipped[-4000:]
+    assert BUILD_TASK not in skipped, "a host that serves what the run makes was built again"
+    skipped_recap = recap(skipped)
+    for host in APP_HOSTS:
+        assert skipped_recap[host][1] == 0, f"{host} changed in a run that changes nothing"
+
+    returncode, forced = run_playbook("site.yml", "-e", "rollout_force=true")
+    assert returncode == 0, forced[-4000:]
+    assert BUILD_TASK in forced, "rollout_force=true did not run the build"
+    forced_recap = recap(forced)
+    for host in APP_HOSTS:
+        assert forced_recap[host][1] == 0, f"{host} changed in a forced run that changes nothing"
+        # The run that leaves the host alone does a fraction of the work.
+        assert skipped_recap[host][0] * 2 < forced_recap[host][0], (skipped_recap[host], forced_recap[host])
