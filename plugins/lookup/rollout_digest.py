@@ -5,13 +5,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-
-import yaml
-from ansible.plugins.lookup import LookupBase
-
 DOCUMENTATION = r"""
 name: rollout_digest
 short_description: A digest of everything that goes into one app host's state
@@ -52,6 +45,13 @@ _raw:
   type: list
   elements: str
 """
+
+import hashlib  # noqa: E402  (ansible-test wants the documentation first)
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import yaml  # noqa: E402
+from ansible.plugins.lookup import LookupBase  # noqa: E402
 
 _ROOT = Path(__file__).resolve().parents[2]
 _TREES = ("roles", "playbooks", "plugins")
