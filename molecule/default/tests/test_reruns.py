@@ -9,10 +9,15 @@ nothing changes: the steps themselves are idempotent.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
+
+import testinfra
 
 from conftest import run_playbook
 
+INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
 APP_HOSTS = ["django-asgi-default-app1", "django-asgi-default-app2"]
 # A task of the build that runs on every host the run does not leave alone.
 BUILD_TASK = "TASK [django_asgi.rollout.django_app : Look for this release and its venv on the host]"
@@ -44,3 +49,16 @@ def test_a_run_that_changes_nothing_leaves_every_app_host_alone_and_a_forced_one
         assert forced_recap[host][1] == 0, f"{host} changed in a forced run that changes nothing"
         # The run that leaves the host alone does a fraction of the work.
         assert skipped_recap[host][0] * 2 < forced_recap[host][0], (skipped_recap[host], forced_recap[host])
+
+
+def test_a_host_whose_nginx_was_stopped_is_not_left_alone_and_serves_again():
+    stopped = testinfra.get_host(f"ansible://{APP_HOSTS[1]}?ansible_inventory={INVENTORY}")
+    stopped.run("systemctl stop nginx.service")
+    returncode, output = run_playbook("site.yml")
+    assert returncode == 0, output[-4000:]
+    assert stopped.service("nginx").is_running
+    # Only the stopped host went through the build.
+    build = re.compile(r"^TASK \[django_asgi\.rollout\.django_app : Look for this release.*?(?=^TASK )", re.M | re.S)
+    ran_on = build.search(output)
+    assert ran_on and f"ok: [{APP_HOSTS[1]}]" in ran_on.group(0), output[-4000:]
+    assert f"[{APP_HOSTS[0]}]" not in ran_on.group(0)
