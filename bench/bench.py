@@ -38,7 +38,8 @@ from loadgen import LoadConfig, LoadReport, LoadRun  # noqa: E402  (a script bes
 
 WORK = ROOT / ".cache" / "bench"
 APP = "demo"
-SERVERS = ("uvicorn", "daphne", "hypercorn")
+# The servers the asgi_server role defines, one file each.
+SERVERS = tuple(sorted(path.stem.removeprefix("server_") for path in (ROOT / "roles" / "asgi_server" / "vars" / "main").glob("server_*.yml")))
 FLEET_SIZES = (1, 6, 3)  # the 3-host fleet is built last and stays for the other measurements
 ROLLOUT_HOSTS = 3
 PREFIX = "django-asgi-bench"
@@ -585,6 +586,8 @@ def direct_command(server: str, settings: dict[str, Any]) -> str:
         "uvicorn": (f"--uds {socket}", f"--host 127.0.0.1 --port {DIRECT_PORT}"),
         "daphne": (f"-u {socket}", f"-b 127.0.0.1 -p {DIRECT_PORT}"),
         "hypercorn": (f"--bind unix:{socket}", f"--bind 127.0.0.1:{DIRECT_PORT}"),
+        "gunicorn": (f"--bind unix:{socket}", f"--bind 127.0.0.1:{DIRECT_PORT}"),
+        "granian": (f"--uds {socket} --uds-permissions 0660", f"--host 127.0.0.1 --port {DIRECT_PORT}"),
     }[server]
     if tcp[0] not in command:
         raise RuntimeError(f"{server}'s command has no {tcp[0]}: {command}")
