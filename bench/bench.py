@@ -39,7 +39,8 @@ from loadgen import LoadConfig, LoadReport, LoadRun  # noqa: E402  (a script bes
 WORK = ROOT / ".cache" / "bench"
 APP = "demo"
 # The servers the asgi_server role defines, one file each.
-SERVERS = tuple(sorted(path.stem.removeprefix("server_") for path in (ROOT / "roles" / "asgi_server" / "vars" / "main").glob("server_*.yml")))
+SERVER_FILES = (ROOT / "roles" / "asgi_server" / "vars" / "main").glob("server_*.yml")
+SERVERS = tuple(sorted(path.stem.removeprefix("server_") for path in SERVER_FILES))
 FLEET_SIZES = (1, 6, 3)  # the 3-host fleet is built last and stays for the other measurements
 ROLLOUT_HOSTS = 3
 PREFIX = "django-asgi-bench"

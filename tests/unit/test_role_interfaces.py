@@ -55,7 +55,8 @@ def test_each_server_is_one_file_with_every_fact_the_role_reads(path: Path):
     definitions = load(path)
     assert list(definitions) == [f"_asgi_server_definition_{kind}"]
     definition = definitions[f"_asgi_server_definition_{kind}"]
-    assert set(definition) - {"workers_reason", "unit_settings"} == {"packages", "workers", "max_workers", "wrapper", "command"}
+    optional = {"workers_reason", "unit_settings"}
+    assert set(definition) - optional == {"packages", "workers", "max_workers", "wrapper", "command"}
     assert all("==" in package for package in definition["packages"]), "every package is pinned"
     assert f"bin/{kind} " in definition["command"] and "{{ _asgi_server_socket }}" in definition["command"]
     assert definition["max_workers"] == 0 or definition["workers_reason"]

@@ -35,7 +35,8 @@ SPOOFED_HEADERS = {
 
 
 # Every server the asgi_server role defines, one file each (tests/unit checks the scenario runs them all).
-SERVERS = {path.stem.removeprefix("server_") for path in Path(__file__).resolve().parents[3].glob("roles/asgi_server/vars/main/server_*.yml")}
+SERVER_FILES = Path(__file__).resolve().parents[3].glob("roles/asgi_server/vars/main/server_*.yml")
+SERVERS = {path.stem.removeprefix("server_") for path in SERVER_FILES}
 
 
 def expected_server(host) -> str:
