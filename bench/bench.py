@@ -32,13 +32,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "load"))
 from loadgen import LoadConfig, LoadReport, LoadRun  # noqa: E402  (a script beside the tests, not a package)
 
 WORK = ROOT / ".cache" / "bench"
 APP = "demo"
-SERVERS = ("uvicorn", "daphne", "hypercorn")
+# The servers the asgi_server role defines, one file each.
+SERVER_FILES = (ROOT / "roles" / "asgi_server" / "vars" / "main").glob("server_*.yml")
+SERVERS = tuple(sorted(path.stem.removeprefix("server_") for path in SERVER_FILES))
 FLEET_SIZES = (1, 6, 3)  # the 3-host fleet is built last and stays for the other measurements
 ROLLOUT_HOSTS = 3
 PREFIX = "django-asgi-bench"
@@ -585,6 +589,8 @@ def direct_command(server: str, settings: dict[str, Any]) -> str:
         "uvicorn": (f"--uds {socket}", f"--host 127.0.0.1 --port {DIRECT_PORT}"),
         "daphne": (f"-u {socket}", f"-b 127.0.0.1 -p {DIRECT_PORT}"),
         "hypercorn": (f"--bind unix:{socket}", f"--bind 127.0.0.1:{DIRECT_PORT}"),
+        "gunicorn": (f"--bind unix:{socket}", f"--bind 127.0.0.1:{DIRECT_PORT}"),
+        "granian": (f"--uds {socket} --uds-permissions 0660", f"--host 127.0.0.1 --port {DIRECT_PORT}"),
     }[server]
     if tcp[0] not in command:
         raise RuntimeError(f"{server}'s command has no {tcp[0]}: {command}")
@@ -602,6 +608,34 @@ def throughput(host: str, server: str) -> Json:
         on_host(host, "systemctl stop bench-direct", check=False)
     log(f"  proxied {proxied['requests_per_second']}/s, direct {direct['requests_per_second']}/s")
     return {"server": server, "proxied": proxied, "direct": direct}
+
+
+def max_workers(server: str) -> int:
+    """The most workers a server runs safely, from its definition (0: no limit)."""
+    path = ROOT / "roles" / "asgi_server" / "vars" / "main" / f"server_{server}.yml"
+    return int(yaml.safe_load(path.read_text())[f"_asgi_server_definition_{server}"]["max_workers"])
+
+
+def workers_throughput(inventory: Path, host: str, server: str) -> list[Json]:
+    """Requests/s through nginx on one host with 1 worker process and with one per CPU, where the server has workers."""
+    cpus = int(on_host(host, "nproc").strip())
+    counts = [1] if max_workers(server) == 1 else sorted({1, cpus})
+    measured = []
+    for count in counts:
+        log(f"throughput on {host}: {server} with {count} worker(s)")
+        site(
+            inventory,
+            "-e",
+            f"asgi_server_kind={server}",
+            "-e",
+            f"asgi_server_workers={count}",
+            "-e",
+            f"django_app_release_id={server}-w{count}",
+        )
+        proxied = wrk(host, "http://127.0.0.1:80/whoami")
+        log(f"  {proxied['requests_per_second']}/s")
+        measured.append({"server": server, "workers": count, "cpus": cpus, "proxied": proxied})
+    return measured
 
 
 TUTORIAL_SITE = f"""
@@ -690,6 +724,47 @@ def only_wheelhouse(options: argparse.Namespace) -> int:
     return 0
 
 
+def replace_server(entries: list[Json], new: list[Json]) -> list[Json]:
+    """entries without those of new's servers, then new."""
+    servers = {entry["server"] for entry in new}
+    return [entry for entry in entries if entry["server"] not in servers] + new
+
+
+def only_servers(options: argparse.Namespace) -> int:
+    """Measure the named servers alone (rollout under load, throughput, workers) into the last full run's results."""
+    results = json.loads(options.output.read_text())
+    servers = options.only_servers.split(",")
+    unknown = set(servers) - set(SERVERS)
+    if unknown:
+        raise SystemExit(f"--only-servers: no such server {sorted(unknown)}; the choices are {', '.join(SERVERS)}")
+    began = time.perf_counter()
+    try:
+        lab_down()
+        lab_up(ROLLOUT_HOSTS)
+        inventory = write_inventory(ROLLOUT_HOSTS)
+        hosts = app_hosts(ROLLOUT_HOSTS)
+        site(inventory, "-e", "django_app_release_id=r1")
+        on_host(hosts[0], "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null")
+        for server in servers:
+            results["rollouts"] = replace_server(results["rollouts"], [rollout_under_load(inventory, server, hosts)])
+            results["throughput"] = replace_server(results["throughput"], [throughput(hosts[0], server)])
+            results["workers"] = replace_server(
+                results.get("workers", []), workers_throughput(inventory, hosts[0], server)
+            )
+    finally:
+        results["servers_run"] = {
+            "command": f"bench/run --only-servers {options.only_servers}",
+            "servers": servers,
+            "seconds": round(time.perf_counter() - began),
+            "machine": machine(),
+        }
+        options.output.write_text(json.dumps(results, indent=1) + "\n")
+        log(f"wrote {options.output}")
+        if not options.keep:
+            lab_down()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
@@ -699,10 +774,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="measure the wheelhouse alone, on a cold-deployed fleet, into the existing results",
     )
+    parser.add_argument(
+        "--only-servers",
+        metavar="NAMES",
+        help="measure these servers alone (comma-separated), on a fresh 3-host fleet, into the existing results",
+    )
     options = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     if options.only_wheelhouse:
         return only_wheelhouse(options)
+    if options.only_servers:
+        return only_servers(options)
     results: Json = {
         "command": "bench/run",
         "machine": machine(),
@@ -710,6 +792,7 @@ def main(argv: list[str] | None = None) -> int:
         "deploy_mitogen": [],
         "rollouts": [],
         "throughput": [],
+        "workers": [],
     }
     began = time.perf_counter()
     try:
@@ -731,6 +814,7 @@ def main(argv: list[str] | None = None) -> int:
         for server in SERVERS:
             results["rollouts"].append(rollout_under_load(inventory, server, hosts))
             results["throughput"].append(throughput(hosts[0], server))
+            results["workers"] += workers_throughput(inventory, hosts[0], server)
             if server == "uvicorn":
                 results["tutorial_throughput"] = tutorial_throughput(hosts[0])
     finally:

@@ -290,6 +290,37 @@ def markdown(results: Json, notes: str, chart_name: str, causes: Json | None = N
             f"{ratio(uvicorn['proxied']['requests_per_second'], tutorial['requests_per_second']):.2f}x its throughput.",
         ]
 
+    workers = results.get("workers", [])
+    if workers:
+        out += [
+            "",
+            "### Worker processes",
+            "",
+            "The same `wrk` run through nginx, the host's server with one worker process and with one per CPU "
+            "(`asgi_server_workers`); daphne and hypercorn run one process (daphne has no workers, hypercorn "
+            "drops in-flight requests at stop with more).",
+            "",
+            "| server | workers | CPUs | through nginx req/s | p99 ms | vs 1 worker |",
+            "|---|---|---|---|---|---|",
+        ]
+        single = {entry["server"]: entry for entry in workers if entry["workers"] == 1}
+        for entry in workers:
+            proxied = entry["proxied"]
+            one = single.get(entry["server"], entry)["proxied"]["requests_per_second"]
+            out.append(
+                f"| {entry['server']} | {entry['workers']} | {entry['cpus']} | {proxied['requests_per_second']:.0f} "
+                f"| {proxied['p99_ms']:.1f} | {ratio(proxied['requests_per_second'], one):.2f}x |"
+            )
+    servers_run = results.get("servers_run")
+    if servers_run:
+        out += [
+            "",
+            f"The rows of {', '.join(servers_run['servers'])} in sections 3, 4 and in the rollouts come from "
+            f"`{servers_run['command']}` ({servers_run['seconds'] / 60:.0f} minutes on "
+            f"{servers_run['machine']['date']}, commit `{servers_run['machine']['commit']}`), on a fresh 3-host "
+            "fleet of the same machine.",
+        ]
+
     out += [
         "",
         "## 4. Resident memory per app host",

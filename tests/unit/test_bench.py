@@ -105,6 +105,16 @@ RESULTS = {
             "direct": {"requests_per_second": 800.0, "p99_ms": 80.0},
         }
     ],
+    "workers": [
+        {"server": "uvicorn", "workers": 1, "cpus": 2, "proxied": {"requests_per_second": 500.0, "p99_ms": 9.0}},
+        {"server": "uvicorn", "workers": 2, "cpus": 2, "proxied": {"requests_per_second": 900.0, "p99_ms": 7.0}},
+    ],
+    "servers_run": {
+        "command": "bench/run --only-servers uvicorn",
+        "servers": ["uvicorn"],
+        "seconds": 600,
+        "machine": {"date": "2026-11-22 10:00 UTC", "commit": "fed9876"},
+    },
     "tutorial_throughput": {"command": "uvicorn --loop asyncio", "requests_per_second": 580.0, "p99_ms": 110.0},
     "wheelhouse": {
         "hosts": 6,
@@ -176,6 +186,8 @@ def test_results_md_and_chart_hold_the_figures(tmp_path):
     assert "| Ansible | 6 | 150 | 40 | 35 | 0 | 0.23 | 20 / 10 |" in text
     assert "Mitogen, 6 host(s), failed: UNREACHABLE" in text
     assert "| uvicorn | app1 | 117 | 225 | 6 |" in text
+    assert "| uvicorn | 2 | 2 | 900 | 7.0 | 1.80x |" in text
+    assert "`bench/run --only-servers uvicorn` (10 minutes on 2026-11-22 10:00 UTC, commit `fed9876`)" in text
     assert "commit `abc1234`" in text
     assert "`bench/run --only-wheelhouse` on 2026-11-22 09:00 UTC, commit `def5678`" in text
     assert "shipping is 10.0 s against 20.0 s (0.50x), 6x less traffic" in text

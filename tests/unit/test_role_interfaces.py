@@ -44,3 +44,29 @@ def test_every_option_has_a_type_and_a_description(role: Path):
         for name, option in entry.get("options", {}).items():
             assert option.get("type"), name
             assert option.get("description"), name
+
+
+SERVER_FILES = sorted((ROOT / "roles" / "asgi_server" / "vars" / "main").glob("server_*.yml"))
+
+
+@pytest.mark.parametrize("path", SERVER_FILES, ids=lambda path: path.stem)
+def test_each_server_is_one_file_with_every_fact_the_role_reads(path: Path):
+    kind = path.stem.removeprefix("server_")
+    definitions = load(path)
+    assert list(definitions) == [f"_asgi_server_definition_{kind}"]
+    definition = definitions[f"_asgi_server_definition_{kind}"]
+    optional = {"workers_reason", "unit_settings"}
+    assert set(definition) - optional == {"packages", "workers", "max_workers", "wrapper", "command"}
+    assert all("==" in package for package in definition["packages"]), "every package is pinned"
+    assert f"bin/{kind} " in definition["command"] and "{{ _asgi_server_socket }}" in definition["command"]
+    assert definition["max_workers"] == 0 or definition["workers_reason"]
+
+
+def test_the_servers_scenario_and_the_readmes_cover_every_server():
+    kinds = {path.stem.removeprefix("server_") for path in SERVER_FILES}
+    assert kinds == {"uvicorn", "gunicorn", "granian", "daphne", "hypercorn"}
+    scenario = load(ROOT / "molecule" / "servers" / "molecule.yml")
+    assert {host["asgi_server_kind"] for host in scenario["provisioner"]["inventory"]["host_vars"].values()} == kinds
+    for readme in (ROOT / "README.md", ROOT / "roles" / "asgi_server" / "README.md"):
+        header = next(line for line in readme.read_text().splitlines() if line.startswith("| | uvicorn |"))
+        assert {cell.strip() for cell in header.strip("|").split("|")} - {""} == kinds, readme
