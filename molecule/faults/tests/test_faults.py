@@ -165,8 +165,10 @@ BAD_INPUTS = [
     ("django_app_keep_releases", 1),
     ("django_app_build_nice", 25),
     ("django_app_source", "/nonexistent/source"),
-    ("asgi_server_kind", "gunicorn"),
+    ("asgi_server_kind", "waitress"),
     ("asgi_server_workers", 0),
+    # 2 is fine for uvicorn (app1), more than daphne (app2) runs.
+    ("asgi_server_workers", 2),
     ("asgi_server_graceful_timeout", 0),
     ("asgi_server_socket_dir", "/tmp/sockets"),  # noqa: S108  (a bad input, never created)
     ("nginx_proxy_trusted_proxies", ["10.0.0.300/8"]),
