@@ -738,6 +738,7 @@ def only_servers(options: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"--only-servers: no such server {sorted(unknown)}; the choices are {', '.join(SERVERS)}")
     began = time.perf_counter()
+    measured: list[str] = []
     try:
         lab_down()
         lab_up(ROLLOUT_HOSTS)
@@ -746,15 +747,18 @@ def only_servers(options: argparse.Namespace) -> int:
         site(inventory, "-e", "django_app_release_id=r1")
         on_host(hosts[0], "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null")
         for server in servers:
-            results["rollouts"] = replace_server(results["rollouts"], [rollout_under_load(inventory, server, hosts)])
-            results["throughput"] = replace_server(results["throughput"], [throughput(hosts[0], server)])
-            results["workers"] = replace_server(
-                results.get("workers", []), workers_throughput(inventory, hosts[0], server)
-            )
+            rollout = rollout_under_load(inventory, server, hosts)
+            served = throughput(hosts[0], server)
+            workers = workers_throughput(inventory, hosts[0], server)
+            # A server's figures go in together, once all three are measured.
+            results["rollouts"] = replace_server(results["rollouts"], [rollout])
+            results["throughput"] = replace_server(results["throughput"], [served])
+            results["workers"] = replace_server(results.get("workers", []), workers)
+            measured.append(server)
     finally:
         results["servers_run"] = {
             "command": f"bench/run --only-servers {options.only_servers}",
-            "servers": servers,
+            "servers": measured,
             "seconds": round(time.perf_counter() - began),
             "machine": machine(),
         }

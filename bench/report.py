@@ -312,7 +312,7 @@ def markdown(results: Json, notes: str, chart_name: str, causes: Json | None = N
                 f"| {proxied['p99_ms']:.1f} | {ratio(proxied['requests_per_second'], one):.2f}x |"
             )
     servers_run = results.get("servers_run")
-    if servers_run:
+    if servers_run and servers_run["servers"]:
         out += [
             "",
             f"The rows of {', '.join(servers_run['servers'])} in sections 3, 4 and in the rollouts come from "
