@@ -543,14 +543,15 @@ def unit_settings(host: str) -> dict[str, Any]:
     """The serving colour's command line, environment and directories, as systemd runs them."""
     colour = serving_colour(host)
     dropin = on_host(host, f"cat /etc/systemd/system/{APP}@{colour}.service.d/instance.conf")
-    settings: dict[str, Any] = {"Environment": [f"ROLLOUT_COLOUR={colour}"]}
+    settings: dict[str, Any] = {"Environment": []}
     for line in dropin.splitlines():
         key, _equals, value = line.partition("=")
         if key == "Environment":
             settings["Environment"].append(value)
         elif key in ("EnvironmentFile", "WorkingDirectory", "ExecStart"):
             settings[key] = value
-    settings["socket"] = f"/run/{APP}/{colour}.sock"
+    # The colour's processes share the drop-in, each binding the socket of its instance.
+    settings["socket"] = f"/run/{APP}/%i.sock"
     return settings
 
 
@@ -616,25 +617,30 @@ def max_workers(server: str) -> int:
     return int(yaml.safe_load(path.read_text())[f"_asgi_server_definition_{server}"]["max_workers"])
 
 
+def scaled_by(server: str) -> str:
+    """How a server uses more cores: its own workers, or, where it runs none safely, more processes per colour."""
+    return "processes" if max_workers(server) == 1 else "workers"
+
+
 def workers_throughput(inventory: Path, host: str, server: str) -> list[Json]:
-    """Requests/s through nginx on one host with 1 worker process and with one per CPU, where the server has workers."""
+    """Requests/s through nginx on one host with 1 process or worker and with one per CPU."""
     cpus = int(on_host(host, "nproc").strip())
-    counts = [1] if max_workers(server) == 1 else sorted({1, cpus})
+    scaling = scaled_by(server)
     measured = []
-    for count in counts:
-        log(f"throughput on {host}: {server} with {count} worker(s)")
+    for count in sorted({1, cpus}):
+        log(f"throughput on {host}: {server} with {count} {scaling}")
         site(
             inventory,
             "-e",
             f"asgi_server_kind={server}",
             "-e",
-            f"asgi_server_workers={count}",
+            f"asgi_server_{scaling}={count}",
             "-e",
-            f"django_app_release_id={server}-w{count}",
+            f"django_app_release_id={server}-{scaling[0]}{count}",
         )
         proxied = wrk(host, "http://127.0.0.1:80/whoami")
         log(f"  {proxied['requests_per_second']}/s")
-        measured.append({"server": server, "workers": count, "cpus": cpus, "proxied": proxied})
+        measured.append({"server": server, "workers": count, "scaled_by": scaling, "cpus": cpus, "proxied": proxied})
     return measured
 
 
@@ -769,6 +775,39 @@ def only_servers(options: argparse.Namespace) -> int:
     return 0
 
 
+def only_workers(options: argparse.Namespace) -> int:
+    """Measure requests/s with 1 and N workers or processes for the named servers alone, into the last results."""
+    results = json.loads(options.output.read_text())
+    servers = options.only_workers.split(",")
+    unknown = set(servers) - set(SERVERS)
+    if unknown:
+        raise SystemExit(f"--only-workers: no such server {sorted(unknown)}; the choices are {', '.join(SERVERS)}")
+    began = time.perf_counter()
+    measured: list[str] = []
+    try:
+        lab_down()
+        lab_up(1)
+        inventory = write_inventory(1)
+        host = app_hosts(1)[0]
+        site(inventory, "-e", "django_app_release_id=r1")
+        on_host(host, "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null")
+        for server in servers:
+            results["workers"] = replace_server(results.get("workers", []), workers_throughput(inventory, host, server))
+            measured.append(server)
+    finally:
+        results["workers_run"] = {
+            "command": f"bench/run --only-workers {options.only_workers}",
+            "servers": measured,
+            "seconds": round(time.perf_counter() - began),
+            "machine": machine(),
+        }
+        options.output.write_text(json.dumps(results, indent=1) + "\n")
+        log(f"wrote {options.output}")
+        if not options.keep:
+            lab_down()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
@@ -783,12 +822,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAMES",
         help="measure these servers alone (comma-separated), on a fresh 3-host fleet, into the existing results",
     )
+    parser.add_argument(
+        "--only-workers",
+        metavar="NAMES",
+        help="measure these servers' requests/s with 1 and N workers or processes alone, on one host, into the results",
+    )
     options = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     if options.only_wheelhouse:
         return only_wheelhouse(options)
     if options.only_servers:
         return only_servers(options)
+    if options.only_workers:
+        return only_workers(options)
     results: Json = {
         "command": "bench/run",
         "machine": machine(),

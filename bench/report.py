@@ -296,21 +296,31 @@ def markdown(results: Json, notes: str, chart_name: str, causes: Json | None = N
             "",
             "### Worker processes",
             "",
-            "The same `wrk` run through nginx, the host's server with one worker process and with one per CPU "
-            "(`asgi_server_workers`); daphne and hypercorn run one process (daphne has no workers, hypercorn "
-            "drops in-flight requests at stop with more).",
+            "The same `wrk` run through nginx, the host's server with one process and with one per CPU: worker "
+            "processes of its own (`asgi_server_workers`) for uvicorn, gunicorn and granian; processes of the colour, "
+            "each on its own socket behind nginx (`asgi_server_processes`), for daphne (no workers) and hypercorn "
+            "(drops in-flight requests at stop with more workers).",
             "",
-            "| server | workers | CPUs | through nginx req/s | p99 ms | vs 1 worker |",
-            "|---|---|---|---|---|---|",
+            "| server | processes | as | CPUs | through nginx req/s | p99 ms | vs 1 |",
+            "|---|---|---|---|---|---|---|",
         ]
         single = {entry["server"]: entry for entry in workers if entry["workers"] == 1}
         for entry in workers:
             proxied = entry["proxied"]
             one = single.get(entry["server"], entry)["proxied"]["requests_per_second"]
             out.append(
-                f"| {entry['server']} | {entry['workers']} | {entry['cpus']} | {proxied['requests_per_second']:.0f} "
+                f"| {entry['server']} | {entry['workers']} | {entry.get('scaled_by', 'workers')} | {entry['cpus']} "
+                f"| {proxied['requests_per_second']:.0f} "
                 f"| {proxied['p99_ms']:.1f} | {ratio(proxied['requests_per_second'], one):.2f}x |"
             )
+    workers_run = results.get("workers_run")
+    if workers_run and workers_run["servers"]:
+        out += [
+            "",
+            f"The rows of {', '.join(workers_run['servers'])} in this table come from `{workers_run['command']}` "
+            f"({workers_run['seconds'] / 60:.0f} minutes on {workers_run['machine']['date']}, commit "
+            f"`{workers_run['machine']['commit']}`), on a fresh one-host lab of the same machine.",
+        ]
     servers_run = results.get("servers_run")
     if servers_run and servers_run["servers"]:
         out += [

@@ -104,6 +104,24 @@ def active_colour(host) -> str:
     return host.file(f"/var/lib/{APP}/active-colour").content_string.strip()
 
 
+def serving_units(host) -> list[str]:
+    """The units of the serving colour's processes, as many as its state file records."""
+    colour = active_colour(host)
+    state = json.loads(host.file(f"/var/lib/{APP}/{colour}.json").content_string)
+    extra = [f"{APP}@{colour}-{number}.service" for number in range(2, int(state.get("processes", 1)) + 1)]
+    return [f"{APP}@{colour}.service", *extra]
+
+
+def running_units(host) -> list[str]:
+    listing = host.check_output(f"systemctl list-units --state=running --plain --no-legend '{APP}@*'")
+    return sorted(line.split()[0] for line in listing.splitlines())
+
+
+def unit_of_pid(host, pid: int) -> str:
+    """The systemd unit whose control group holds the process."""
+    return host.check_output(f"grep -o -m 1 '{APP}@[a-z0-9-]*[.]service' /proc/{pid}/cgroup")
+
+
 def main_pid(host, unit: str) -> int:
     return int(host.check_output(f"systemctl show --property MainPID --value {unit}"))
 

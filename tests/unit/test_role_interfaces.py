@@ -56,10 +56,13 @@ def test_each_server_is_one_file_with_every_fact_the_role_reads(path: Path):
     assert list(definitions) == [f"_asgi_server_definition_{kind}"]
     definition = definitions[f"_asgi_server_definition_{kind}"]
     optional = {"workers_reason", "unit_settings"}
-    assert set(definition) - optional == {"packages", "workers", "max_workers", "wrapper", "command"}
+    assert set(definition) - optional == {"packages", "workers", "max_workers", "processes", "wrapper", "command"}
     assert all("==" in package for package in definition["packages"]), "every package is pinned"
     assert f"bin/{kind} " in definition["command"] and "{{ _asgi_server_socket }}" in definition["command"]
     assert definition["max_workers"] == 0 or definition["workers_reason"]
+    # A server that cannot safely run workers of its own still uses every core:
+    # one process per CPU, each on its own socket.
+    assert definition["processes"] == (1 if definition["max_workers"] == 0 else "{{ _asgi_server_cpu_workers }}")
 
 
 def test_the_servers_scenario_and_the_readmes_cover_every_server():

@@ -169,6 +169,7 @@ BAD_INPUTS = [
     ("asgi_server_workers", 0),
     # 2 is fine for uvicorn (app1), more than daphne (app2) runs.
     ("asgi_server_workers", 2),
+    ("asgi_server_processes", 0),
     ("asgi_server_graceful_timeout", 0),
     ("asgi_server_socket_dir", "/tmp/sockets"),  # noqa: S108  (a bad input, never created)
     ("nginx_proxy_trusted_proxies", ["10.0.0.300/8"]),

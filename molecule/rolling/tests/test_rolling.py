@@ -24,7 +24,7 @@ sys.path.insert(0, str(PROJECT / "tests" / "load"))
 
 from loadgen import LoadConfig, LoadReport, LoadRun  # noqa: E402
 
-from conftest import run_playbook  # noqa: E402
+from conftest import run_playbook, running_units, serving_units  # noqa: E402
 
 INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
 APP_HOSTS = ["django-asgi-rolling-app1", "django-asgi-rolling-app2", "django-asgi-rolling-app3"]
@@ -98,6 +98,11 @@ def test_1_rolling_v1_to_v2_under_load_fails_no_request(app_hosts):
     assert result.returncode == 0
     assert_no_failure(report)
     assert {host_release(host) for host in app_hosts.values()} == {"v2"}
+    # The daphne and hypercorn colours switched were several processes each.
+    for name in ("django-asgi-rolling-app2", "django-asgi-rolling-app3"):
+        units = serving_units(app_hosts[name])
+        assert len(units) > 1, units
+        assert running_units(app_hosts[name]) == sorted(units)
     assert releases_served() == {"v2"}
 
 
@@ -122,8 +127,8 @@ def test_2_a_broken_release_stops_at_the_first_batch_and_never_serves(app_hosts,
     assert "v3" not in report.releases_seen
     assert {host_release(host) for host in app_hosts.values()} == {"v2"}
     for host in app_hosts.values():
-        running = host.check_output("systemctl list-units --state=running --plain --no-legend 'demo@*'").splitlines()
-        assert len(running) == 1, running
+        # Only the serving colour's processes: one, or one per CPU for daphne and hypercorn.
+        assert running_units(host) == sorted(serving_units(host))
 
 
 def test_3_rollback_to_v1_under_load_fails_no_request(app_hosts):

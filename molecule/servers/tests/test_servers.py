@@ -15,7 +15,10 @@ from conftest import (
     assert_restarted_after_sigkill,
     assert_socket_only_for_nginx,
     http_get,
+    running_units,
+    serving_units,
     unit_exposure,
+    unit_of_pid,
     unit_property,
 )
 
@@ -107,13 +110,31 @@ def test_websocket_echo_through_nginx(host):
         assert websocket.recv(timeout=5) == b"\x00\x01binary"
 
 
-def test_exactly_one_instance_runs_and_it_is_the_hosts_server(host, serving_unit):
-    running = host.check_output(f"systemctl list-units --state=running --plain --no-legend '{APP}@*'").splitlines()
-    assert [line.split()[0] for line in running] == [serving_unit]
-    assert f"bin/{expected_server(host)} " in unit_property(host, serving_unit, "ExecStart")
+def expected_processes(host) -> int:
+    """daphne and hypercorn run no safe workers of their own: a process per CPU (at most 8) instead."""
+    return min(int(host.check_output("nproc")), 8) if expected_server(host) in {"daphne", "hypercorn"} else 1
+
+
+def test_only_the_serving_colours_processes_run_and_each_is_the_hosts_server(host, serving_unit):
+    units = serving_units(host)
+    assert len(units) == expected_processes(host)
+    assert running_units(host) == sorted(units)
+    for unit in units:
+        assert f"bin/{expected_server(host)} " in unit_property(host, unit, "ExecStart")
     for other in SERVERS - {expected_server(host)}:
         # '[u]vicorn' keeps pgrep from matching the shell that runs it.
         assert host.run(f"pgrep -f 'bin/[{other[0]}]{other[1:]} '").rc == 1
+
+
+def test_nginx_spreads_requests_over_every_process_of_the_colour(host, base_url):
+    units = serving_units(host)
+    pids = {http_get(f"{base_url}/whoami").json()["pid"] for _attempt in range(6 * len(units))}
+    assert {unit_of_pid(host, pid) for pid in pids} == set(units)
+    for number, unit in enumerate(units, start=1):
+        socket = f"/run/{APP}/{unit.split('@')[1].removesuffix('.service')}.sock"
+        probe = f"curl -sS --max-time 5 --unix-socket {socket} http://localhost/-/health"
+        answer = json.loads(host.check_output(f"runuser -u www-data -- {probe}"))
+        assert answer["healthy"] is True, (number, unit, answer)
 
 
 def test_server_killed_with_sigkill_is_restarted(host, base_url, serving_unit):
