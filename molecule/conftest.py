@@ -134,8 +134,18 @@ def journal(host, unit: str) -> str:
     return host.run(f"journalctl --no-pager --lines 40 --unit {unit}").stdout
 
 
+def socket_of(unit: str) -> str:
+    """The socket a process of a colour binds: demo@blue-2.service -> /run/demo/blue-2.sock."""
+    return f"/run/{APP}/{unit.split('@')[1].removesuffix('.service')}.sock"
+
+
+def health_probe(unit: str) -> str:
+    """curl of the health path on the unit's own socket, printing the status code."""
+    return f"curl -sS --max-time 5 -o /dev/null -w '%{{http_code}}' --unix-socket {socket_of(unit)} http://localhost/-/health"
+
+
 def assert_restarted_after_sigkill(host, base_url: str, unit: str) -> None:
-    """kill -9 of the server's main process: systemd brings it back, nginx answers."""
+    """kill -9 of the server's main process: systemd brings it back, it answers on its socket, nginx answers."""
     killed = main_pid(host, unit)
     host.run(f"kill -9 {killed}")
 
@@ -144,15 +154,17 @@ def assert_restarted_after_sigkill(host, base_url: str, unit: str) -> None:
         return pid not in (0, killed) and host.service(unit).is_running
 
     wait_for(restarted, timeout=30)
+    # Other processes of the colour may answer through nginx meanwhile: the
+    # killed one must answer on its own socket again.
+    probe = health_probe(unit)
+    wait_for(lambda: host.run(probe).stdout == "200", timeout=60)
     answer = wait_for(lambda: (a := http_get(f"{base_url}/whoami")).status == 200 and a, timeout=30)
     assert answer.json()["release"]
 
 
 def assert_socket_only_for_nginx(host, unit: str) -> None:
     """nginx's user reaches the serving socket; any other user does not."""
-    colour = unit.split("@")[1].split(".")[0]
-    socket = f"/run/{APP}/{colour}.sock"
-    probe = f"curl -sS --max-time 5 -o /dev/null -w '%{{http_code}}' --unix-socket {socket} http://localhost/-/health"
+    probe = health_probe(unit)
     as_nginx = host.run(f"runuser -u www-data -- {probe}")
     assert as_nginx.stdout == "200", as_nginx.stderr
     # -v: curl names the errno of the refused connect() only in its verbose

@@ -11,12 +11,12 @@ import pytest
 from websockets.sync.client import connect
 
 from conftest import (
-    APP,
     assert_restarted_after_sigkill,
     assert_socket_only_for_nginx,
     http_get,
     running_units,
     serving_units,
+    socket_of,
     unit_exposure,
     unit_of_pid,
     unit_property,
@@ -130,11 +130,10 @@ def test_nginx_spreads_requests_over_every_process_of_the_colour(host, base_url)
     units = serving_units(host)
     pids = {http_get(f"{base_url}/whoami").json()["pid"] for _attempt in range(6 * len(units))}
     assert {unit_of_pid(host, pid) for pid in pids} == set(units)
-    for number, unit in enumerate(units, start=1):
-        socket = f"/run/{APP}/{unit.split('@')[1].removesuffix('.service')}.sock"
-        probe = f"curl -sS --max-time 5 --unix-socket {socket} http://localhost/-/health"
+    for unit in units:
+        probe = f"curl -sS --max-time 5 --unix-socket {socket_of(unit)} http://localhost/-/health"
         answer = json.loads(host.check_output(f"runuser -u www-data -- {probe}"))
-        assert answer["healthy"] is True, (number, unit, answer)
+        assert answer["healthy"] is True, (unit, answer)
 
 
 def test_server_killed_with_sigkill_is_restarted(host, base_url, serving_unit):

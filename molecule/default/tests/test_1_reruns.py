@@ -5,6 +5,10 @@ switched (the collection's code, its options, the release and its wheelhouse);
 a run that makes the same digest skips the build, the migrations and the
 switch there. -e rollout_force=true runs every step anyway, and then too
 nothing changes: the steps themselves are idempotent.
+
+The file runs first (test_1_...): on the hosts the converge left, its first
+run already changes nothing; after the installed collection's deploy, it
+would have to deploy again.
 """
 
 from __future__ import annotations
