@@ -108,6 +108,20 @@ RESULTS = {
     "workers": [
         {"server": "uvicorn", "workers": 1, "cpus": 2, "proxied": {"requests_per_second": 500.0, "p99_ms": 9.0}},
         {"server": "uvicorn", "workers": 2, "cpus": 2, "proxied": {"requests_per_second": 900.0, "p99_ms": 7.0}},
+        {
+            "server": "daphne",
+            "workers": 1,
+            "scaled_by": "processes",
+            "cpus": 2,
+            "proxied": {"requests_per_second": 300.0, "p99_ms": 20.0},
+        },
+        {
+            "server": "daphne",
+            "workers": 2,
+            "scaled_by": "processes",
+            "cpus": 2,
+            "proxied": {"requests_per_second": 570.0, "p99_ms": 12.0},
+        },
     ],
     "servers_run": {
         "command": "bench/run --only-servers uvicorn",
@@ -186,7 +200,8 @@ def test_results_md_and_chart_hold_the_figures(tmp_path):
     assert "| Ansible | 6 | 150 | 40 | 35 | 0 | 0.23 | 20 / 10 |" in text
     assert "Mitogen, 6 host(s), failed: UNREACHABLE" in text
     assert "| uvicorn | app1 | 117 | 225 | 6 |" in text
-    assert "| uvicorn | 2 | 2 | 900 | 7.0 | 1.80x |" in text
+    assert "| uvicorn | 2 | workers | 2 | 900 | 7.0 | 1.80x |" in text
+    assert "| daphne | 2 | processes | 2 | 570 | 12.0 | 1.90x |" in text
     assert "`bench/run --only-servers uvicorn` (10 minutes on 2026-11-22 10:00 UTC, commit `fed9876`)" in text
     assert "commit `abc1234`" in text
     assert "`bench/run --only-wheelhouse` on 2026-11-22 09:00 UTC, commit `def5678`" in text
