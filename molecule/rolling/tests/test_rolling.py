@@ -45,7 +45,9 @@ def roll_out_under_load(base_url: str, playbook: str, *arguments: str, inventory
         base_url=base_url,
         duration=LOAD_SECONDS,
         max_requests=LOAD_REQUESTS,
-        http_workers=4,
+        # Two workers: tens of thousands of requests per rollout, with CPU left
+        # on CI's 2 cores for the rollout itself.
+        http_workers=2,
         request_interval=0.01,
         # Each session spans a switch, then ends cleanly well within the drain timeouts.
         websocket_session_seconds=15,
@@ -98,11 +100,10 @@ def test_1_rolling_v1_to_v2_under_load_fails_no_request(app_hosts):
     assert result.returncode == 0
     assert_no_failure(report)
     assert {host_release(host) for host in app_hosts.values()} == {"v2"}
-    # The daphne and hypercorn colours switched were several processes each.
-    for name in ("django-asgi-rolling-app2", "django-asgi-rolling-app3"):
-        units = serving_units(app_hosts[name])
-        assert len(units) > 1, units
-        assert running_units(app_hosts[name]) == sorted(units)
+    # The daphne colour switched under load was several processes.
+    daphne = app_hosts["django-asgi-rolling-app2"]
+    assert len(serving_units(daphne)) > 1, serving_units(daphne)
+    assert running_units(daphne) == sorted(serving_units(daphne))
     assert releases_served() == {"v2"}
 
 
