@@ -736,13 +736,35 @@ def replace_server(entries: list[Json], new: list[Json]) -> list[Json]:
     return [entry for entry in entries if entry["server"] not in servers] + new
 
 
+def named_servers(option: str, value: str) -> list[str]:
+    """The servers an --only-... option names, each one the role defines."""
+    servers = value.split(",")
+    unknown = set(servers) - set(SERVERS)
+    if unknown:
+        raise SystemExit(f"{option}: no such server {sorted(unknown)}; the choices are {', '.join(SERVERS)}")
+    return servers
+
+
+def save_partial_run(
+    options: argparse.Namespace, results: Json, key: str, arguments: str, measured: list[str], began: float
+) -> None:
+    """Record which servers a partial run measured, write the results and remove the lab (unless --keep)."""
+    results[key] = {
+        "command": f"bench/run {arguments}",
+        "servers": measured,
+        "seconds": round(time.perf_counter() - began),
+        "machine": machine(),
+    }
+    options.output.write_text(json.dumps(results, indent=1) + "\n")
+    log(f"wrote {options.output}")
+    if not options.keep:
+        lab_down()
+
+
 def only_servers(options: argparse.Namespace) -> int:
     """Measure the named servers alone (rollout under load, throughput, workers) into the last full run's results."""
     results = json.loads(options.output.read_text())
-    servers = options.only_servers.split(",")
-    unknown = set(servers) - set(SERVERS)
-    if unknown:
-        raise SystemExit(f"--only-servers: no such server {sorted(unknown)}; the choices are {', '.join(SERVERS)}")
+    servers = named_servers("--only-servers", options.only_servers)
     began = time.perf_counter()
     measured: list[str] = []
     try:
@@ -762,26 +784,14 @@ def only_servers(options: argparse.Namespace) -> int:
             results["workers"] = replace_server(results.get("workers", []), workers)
             measured.append(server)
     finally:
-        results["servers_run"] = {
-            "command": f"bench/run --only-servers {options.only_servers}",
-            "servers": measured,
-            "seconds": round(time.perf_counter() - began),
-            "machine": machine(),
-        }
-        options.output.write_text(json.dumps(results, indent=1) + "\n")
-        log(f"wrote {options.output}")
-        if not options.keep:
-            lab_down()
+        save_partial_run(options, results, "servers_run", f"--only-servers {options.only_servers}", measured, began)
     return 0
 
 
 def only_workers(options: argparse.Namespace) -> int:
     """Measure requests/s with 1 and N workers or processes for the named servers alone, into the last results."""
     results = json.loads(options.output.read_text())
-    servers = options.only_workers.split(",")
-    unknown = set(servers) - set(SERVERS)
-    if unknown:
-        raise SystemExit(f"--only-workers: no such server {sorted(unknown)}; the choices are {', '.join(SERVERS)}")
+    servers = named_servers("--only-workers", options.only_workers)
     began = time.perf_counter()
     measured: list[str] = []
     try:
@@ -795,16 +805,7 @@ def only_workers(options: argparse.Namespace) -> int:
             results["workers"] = replace_server(results.get("workers", []), workers_throughput(inventory, host, server))
             measured.append(server)
     finally:
-        results["workers_run"] = {
-            "command": f"bench/run --only-workers {options.only_workers}",
-            "servers": measured,
-            "seconds": round(time.perf_counter() - began),
-            "machine": machine(),
-        }
-        options.output.write_text(json.dumps(results, indent=1) + "\n")
-        log(f"wrote {options.output}")
-        if not options.keep:
-            lab_down()
+        save_partial_run(options, results, "workers_run", f"--only-workers {options.only_workers}", measured, began)
     return 0
 
 

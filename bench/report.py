@@ -313,23 +313,18 @@ def markdown(results: Json, notes: str, chart_name: str, causes: Json | None = N
                 f"| {proxied['requests_per_second']:.0f} "
                 f"| {proxied['p99_ms']:.1f} | {ratio(proxied['requests_per_second'], one):.2f}x |"
             )
-    workers_run = results.get("workers_run")
-    if workers_run and workers_run["servers"]:
-        out += [
-            "",
-            f"The rows of {', '.join(workers_run['servers'])} in this table come from `{workers_run['command']}` "
-            f"({workers_run['seconds'] / 60:.0f} minutes on {workers_run['machine']['date']}, commit "
-            f"`{workers_run['machine']['commit']}`), on a fresh one-host lab of the same machine.",
-        ]
-    servers_run = results.get("servers_run")
-    if servers_run and servers_run["servers"]:
-        out += [
-            "",
-            f"The rows of {', '.join(servers_run['servers'])} in sections 3, 4 and in the rollouts come from "
-            f"`{servers_run['command']}` ({servers_run['seconds'] / 60:.0f} minutes on "
-            f"{servers_run['machine']['date']}, commit `{servers_run['machine']['commit']}`), on a fresh 3-host "
-            "fleet of the same machine.",
-        ]
+    for key, rows, lab in (
+        ("workers_run", "in this table", "one-host lab"),
+        ("servers_run", "in sections 3, 4 and in the rollouts", "3-host fleet"),
+    ):
+        partial = results.get(key)
+        if partial and partial["servers"]:
+            out += [
+                "",
+                f"The rows of {', '.join(partial['servers'])} {rows} come from `{partial['command']}` "
+                f"({partial['seconds'] / 60:.0f} minutes on {partial['machine']['date']}, commit "
+                f"`{partial['machine']['commit']}`), on a fresh {lab} of the same machine.",
+            ]
 
     out += [
         "",
