@@ -181,7 +181,15 @@ def site(
     playbook: str = "site.yml",
     tree: Path = ROOT,
 ) -> Json:
-    """Run site.yml (or another playbook) of tree; return wall and controller CPU seconds and the recap."""
+    """Run site.yml (or another playbook) of tree; return wall and controller CPU seconds, the recap and
+    the module runs on each host (bench/callback_plugins/module_runs.py)."""
+    counts = WORK / "module-runs.json"
+    counts.unlink(missing_ok=True)
+    counting = {
+        "ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "bench" / "callback_plugins"),
+        "ANSIBLE_CALLBACKS_ENABLED": "module_runs",
+        "MODULE_RUNS_OUTPUT": str(counts),
+    }
     before = os.times()
     began = time.perf_counter()
     # The controller is another machine in a real fleet; here it shares the CPUs with the hosts it
@@ -197,7 +205,7 @@ def site(
             playbook,
             *extra,
         ],
-        env=os.environ | (environment or {}),
+        env=os.environ | counting | (environment or {}),
         cwd=tree,
         text=True,
         capture_output=True,
@@ -218,6 +226,7 @@ def site(
         ),
         "changed": sum(host["changed"] for host in recap.values()),
         "recap": recap,
+        "module_runs": json.loads(counts.read_text())["hosts"] if counts.exists() else {},
     }
 
 
@@ -444,6 +453,7 @@ def under_load(label: str, action: Callable[[], Json]) -> Json:
     figures = load_figures(report, time.perf_counter() - began)
     figures["playbook_seconds"] = playbook["seconds"]
     figures["changed"] = playbook["changed"]
+    figures["module_runs"] = playbook.get("module_runs", {})
     log(f"  {label}: {figures['sent']} sent, {figures['failed']} failed, p99 {figures['p99_ms']} ms")
     return figures
 

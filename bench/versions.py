@@ -45,6 +45,12 @@ def per_app_host(run: Json, what: str) -> float:
     return round(sum(values) / len(values), 1)
 
 
+def module_runs_per_app_host(run: Json) -> float | None:
+    """Mean module runs on an app host (bench/callback_plugins/module_runs.py); None where not counted."""
+    values = [runs for host, runs in run.get("module_runs", {}).items() if "app" in host]
+    return round(sum(values) / len(values), 1) if values else None
+
+
 def measure(label: str, tree: Path, collections: Path) -> Json:
     log(f"{label}: fresh containers, empty controller cache")
     bench.lab_down()
@@ -91,8 +97,8 @@ def report(results: Json) -> str:
         "",
         "| version | cold s | no-change s | no-change changed | new release under load s | failed / sent "
         "| p99 steady ms | p99 rollout ms | p99 ratio | task results per app host, cold / no-change "
-        "| controller CPU s, no-change |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| module runs per app host, cold / no-change / new release | controller CPU s, no-change |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in (before, now):
         rollout, steady = run["rollout"], run["steady"]
@@ -102,6 +108,7 @@ def report(results: Json) -> str:
             f"| {rollout['failed']} / {rollout['sent']} "
             f"| {steady['p99_ms']} | {rollout['p99_ms']} | {ratio(rollout['p99_ms'], steady['p99_ms'])} "
             f"| {run['tasks_per_app_host']['cold']} / {run['tasks_per_app_host']['no_change']} "
+            f"| {' / '.join(str(module_runs_per_app_host(part)) for part in (run['cold'], run['no_change'], rollout))} "
             f"| {run['no_change']['controller_cpu_seconds']} |"
         )
     lines += [
