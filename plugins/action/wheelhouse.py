@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -403,7 +404,11 @@ class ActionModule(ActionBase):
         cache.mkdir(parents=True, exist_ok=True)
         python = args.get("python") or sys.executable
         try:
-            houses = make_all(cache, python, Path(args["source"]), args["requirements"], list(args["targets"]))
+            # Two runs from one controller (two fleets, two test labs) share the
+            # cache: one of them at a time resolves, downloads and assembles.
+            with (cache / ".lock").open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                houses = make_all(cache, python, Path(args["source"]), args["requirements"], list(args["targets"]))
         except AnsibleActionFail as error:
             # A result, not an exception: the playbook decides how each host fails.
             result.update(changed=False, failed=True, msg=error.message)

@@ -74,10 +74,12 @@ def fresh_ansible(tmp_path_factory) -> FreshAnsible:
     assert built.returncode == 0, built.stderr
     (tarball,) = workdir.glob("django_asgi-rollout-*.tar.gz")
 
-    created = run([sys.executable, "-m", "venv", str(ansible.venv)], workdir, ansible.env)
+    # uv, pinned beside the tools, makes the venv and installs in seconds what pip takes a minute for.
+    uv = str(Path(sys.executable).parent / "uv")
+    created = run([uv, "venv", "--quiet", "--python", sys.executable, str(ansible.venv)], workdir, ansible.env)
     assert created.returncode == 0, created.stderr
-    pip = ("python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check")
-    installed = ansible(*pip, pinned("ansible"), pinned("ansible-core"), pinned("uv"))
+    install = (uv, "pip", "install", "--quiet", "--python", str(ansible.venv / "bin" / "python"))
+    installed = run([*install, pinned("ansible"), pinned("ansible-core"), pinned("uv")], workdir, ansible.env)
     assert installed.returncode == 0, installed.stderr
     # --offline: the tarball has no dependencies, and no Galaxy server is asked.
     install = ("ansible-galaxy", "collection", "install", "--offline", "-p", str(ansible.collections))
