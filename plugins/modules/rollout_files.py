@@ -16,6 +16,8 @@ description:
   - Paths are handled in the order given, so a directory comes before what goes into it.
   - A file is written only when its content differs, through a temporary file in its own
     directory that is renamed over it. Owner, group and mode are set when they differ.
+  - With O(validate), a command checks the result (C(nginx -t), say); when it fails, every
+    path the run changed gets back what it was, and the task fails with the command's output.
   - Not for secrets, since contents go through the task's arguments. Write those with
     M(ansible.builtin.template) and C(no_log).
 version_added: 0.3.0
@@ -55,6 +57,15 @@ options:
       mode:
         description: The octal mode of a directory or file, as a string (V('0644')); required for both.
         type: str
+  validate:
+    description:
+      - A command (its arguments) run once every path is set, outside check mode, whether or not
+        anything changed. When it exits with other than 0, each path the run changed is put back
+        as it was before, in reverse order (a file its content, owner, group and mode; a link its
+        target; a path that did not exist is removed; a removed directory is not restored),
+        and the task fails with the command's output.
+    type: list
+    elements: str
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -69,6 +80,18 @@ attributes:
 """
 
 EXAMPLES = r"""
+- name: Write and enable an nginx site; the previous one comes back if nginx -t refuses it
+  django_asgi.rollout.rollout_files:
+    paths:
+      - path: /etc/nginx/sites-available/mysite.conf
+        state: file
+        content: "{{ lookup('ansible.builtin.template', 'site.conf.j2') }}"
+        mode: "0644"
+      - path: /etc/nginx/sites-enabled/mysite.conf
+        state: link
+        src: /etc/nginx/sites-available/mysite.conf
+    validate: [nginx, -t, -q]
+
 - name: Create the state directory and record the serving colour
   django_asgi.rollout.rollout_files:
     paths:
@@ -198,6 +221,43 @@ def ensure(module: AnsibleModule, item: dict) -> tuple[bool, dict]:
     return _attributes(module, item, changed, {}), diff
 
 
+def snapshot(path: str) -> tuple:
+    """What a path is now, enough to put a file or link back."""
+    kind = _kind(path)
+    if kind == "file":
+        status = os.stat(path)
+        with open(path, "rb") as handle:
+            return kind, handle.read(), status.st_mode & 0o7777, status.st_uid, status.st_gid
+    if kind == "link":
+        return kind, os.readlink(path)
+    return (kind,)
+
+
+def restore(path: str, before: tuple) -> None:
+    """Put a path back as snapshot() saw it (a directory that was removed stays removed)."""
+    kind = before[0]
+    now = _kind(path)
+    if kind == "directory":
+        return
+    if kind == "absent" or now not in ("absent", kind):
+        if now != "absent":
+            _remove(path)
+        if kind == "absent":
+            return
+    if kind == "link":
+        temporary = f"{path}.rollout-{os.getpid()}"
+        os.symlink(before[1], temporary)
+        os.replace(temporary, path)
+        return
+    content, mode, uid, gid = before[1:]
+    descriptor, temporary = tempfile.mkstemp(prefix=".rollout-", dir=os.path.dirname(path))
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(content)
+    os.chown(temporary, uid, gid)
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -219,20 +279,37 @@ def main() -> None:
                     ("state", "directory", ("mode",)),
                     ("state", "link", ("src",)),
                 ],
-            }
+            },
+            "validate": {"type": "list", "elements": "str"},
         },
         supports_check_mode=True,
     )
+    validate = module.params["validate"] if not module.check_mode else None
     changed_paths = []
     diffs = []
+    before = []
     for item in module.params["paths"]:
         try:
+            saved = snapshot(item["path"]) if validate else None
             changed, diff = ensure(module, item)
         except OSError as error:
             module.fail_json(msg=f"{item['path']}: {error}", changed_paths=changed_paths)
         if changed:
             changed_paths.append(item["path"])
             diffs.append(diff)
+            before.append((item["path"], saved))
+    if validate:
+        rc, out, err = module.run_command(validate)
+        if rc != 0:
+            for path, saved in reversed(before):
+                restore(path, saved)
+            module.fail_json(
+                msg=f"{' '.join(validate)} refused the result, so what changed was put back: " + (err or out).strip(),
+                rc=rc,
+                stdout=out,
+                stderr=err,
+                changed_paths=[],
+            )
     module.exit_json(changed=bool(changed_paths), changed_paths=changed_paths, diff=diffs)
 
 

@@ -16,8 +16,10 @@ OWNER = pwd.getpwuid(os.getuid()).pw_name
 GROUP = grp.getgrgid(os.getgid()).gr_name
 
 
-def run(tmp_path: Path, paths: list[dict], check: bool = False, diff: bool = False) -> dict:
-    arguments = {"paths": [{"owner": OWNER, "group": GROUP, **item} for item in paths]}
+def run(
+    tmp_path: Path, paths: list[dict], check: bool = False, diff: bool = False, validate: list[str] | None = None
+) -> dict:
+    arguments = {"paths": [{"owner": OWNER, "group": GROUP, **item} for item in paths], "validate": validate}
     arguments["_ansible_check_mode"] = check
     arguments["_ansible_diff"] = diff
     args_file = tmp_path / "args.json"
@@ -87,3 +89,30 @@ def test_a_file_without_its_mode_is_refused(tmp_path):
     assert answer["failed"] is True
     assert "mode" in answer["msg"]
     assert not (tmp_path / "f").exists()
+
+
+def test_a_result_the_validate_command_refuses_is_put_back_as_it_was(tmp_path):
+    root = tmp_path / "host"
+    run(tmp_path, tree(root))
+    site, link = root / "state" / "site.conf", root / "state" / "site-enabled"
+    good = [
+        *tree(root),
+        {"path": str(site), "state": "file", "content": "good\n", "mode": "0600"},
+        {"path": str(link), "state": "link", "src": str(site)},
+    ]
+    accepted = run(tmp_path, good, validate=["grep", "-q", "good", str(link)])
+    assert accepted["changed_paths"] == [str(site), str(link)], accepted
+    # The command fails on the new content: the site gets its content and mode back, the new file goes.
+    bad = [*good, {"path": str(root / "state" / "extra.conf"), "state": "file", "content": "x\n", "mode": "0644"}]
+    bad[4] = {**bad[4], "content": "bad\n", "mode": "0644"}
+    bad[1] = {**bad[1], "content": "green\n"}
+    refused = run(tmp_path, bad, validate=["grep", "-q", "good", str(link)])
+    assert refused.get("failed") is True, refused
+    assert "grep -q good" in refused["msg"] and "put back" in refused["msg"], refused
+    assert site.read_text() == "good\n"
+    assert stat.S_IMODE(site.stat().st_mode) == 0o600
+    assert (root / "state" / "colour").read_text() == "blue\n"
+    assert not (root / "state" / "extra.conf").exists()
+    assert os.readlink(link) == str(site)
+    # Check mode runs no command.
+    assert run(tmp_path, bad, check=True, validate=["false"])["changed"] is True
