@@ -147,6 +147,27 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
+def _replace_link(path: str, target: str) -> None:
+    """Point a link at target through a new link renamed over it, so it never goes missing."""
+    temporary = f"{path}.rollout-{os.getpid()}"
+    os.symlink(target, temporary)
+    os.replace(temporary, path)
+
+
+def _replace_file(path: str, content: bytes, set_attributes) -> None:
+    """Write a file through a temporary one in its directory, given its owner and mode, then renamed."""
+    descriptor, temporary = tempfile.mkstemp(prefix=".rollout-", dir=os.path.dirname(path))
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(content)
+    try:
+        # Owner and mode before the name: the file never shows with other ones.
+        set_attributes(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
 def _attributes(module: AnsibleModule, item: dict, changed: bool, diff: dict) -> bool:
     if module.check_mode and not os.path.exists(item["path"]):
         return changed  # created in a real run, with these attributes
@@ -187,9 +208,7 @@ def ensure(module: AnsibleModule, item: dict) -> tuple[bool, dict]:
         if current != target:
             changed = True
             if not module.check_mode:
-                temporary = f"{path}.rollout-{os.getpid()}"
-                os.symlink(target, temporary)
-                os.replace(temporary, path)
+                _replace_link(path, target)
         return changed, diff
 
     # state == "file"
@@ -207,17 +226,11 @@ def ensure(module: AnsibleModule, item: dict) -> tuple[bool, dict]:
             "after": to_text(wanted, errors="surrogate_or_replace"),
         }
         if not module.check_mode:
-            directory = os.path.dirname(path)
-            descriptor, temporary = tempfile.mkstemp(prefix=".rollout-", dir=directory)
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(wanted)
-            try:
-                # Owner and mode before the name: the file never shows with other ones.
-                module.set_fs_attributes_if_different(dict(_file_args(item), path=temporary), False)
-                os.replace(temporary, path)
-            except BaseException:
-                os.unlink(temporary)
-                raise
+            _replace_file(
+                path,
+                wanted,
+                lambda temporary: module.set_fs_attributes_if_different(dict(_file_args(item), path=temporary), False),
+            )
     return _attributes(module, item, changed, {}), diff
 
 
@@ -245,17 +258,15 @@ def restore(path: str, before: tuple) -> None:
         if kind == "absent":
             return
     if kind == "link":
-        temporary = f"{path}.rollout-{os.getpid()}"
-        os.symlink(before[1], temporary)
-        os.replace(temporary, path)
+        _replace_link(path, before[1])
         return
     content, mode, uid, gid = before[1:]
-    descriptor, temporary = tempfile.mkstemp(prefix=".rollout-", dir=os.path.dirname(path))
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(content)
-    os.chown(temporary, uid, gid)
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)
+
+    def set_attributes(temporary: str) -> None:
+        os.chown(temporary, uid, gid)
+        os.chmod(temporary, mode)
+
+    _replace_file(path, content, set_attributes)
 
 
 def main() -> None:
