@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,15 @@ def host_release(host) -> str:
     return json.loads(host.check_output("curl -sS --max-time 5 http://127.0.0.1/whoami"))["release"]
 
 
+def batches(output: str) -> list[list[str]]:
+    """The app hosts each "Switch the app hosts, batch by batch" play ran on, in the order the plays ran."""
+    found = []
+    for section in output.split("PLAY [Switch the app hosts, batch by batch]")[1:]:
+        section = section.split("\nPLAY [", 1)[0]
+        found.append(sorted(set(re.findall(r"^\w+: \[(django-asgi-rolling-app\d)", section, re.MULTILINE))))
+    return found
+
+
 def assert_no_failure(report: LoadReport) -> None:
     assert report.sent > 100, report.summary()
     assert report.failed == 0, report.failures
@@ -99,6 +109,8 @@ def test_1_rolling_v1_to_v2_under_load_fails_no_request(app_hosts):
     result, report = roll_out_under_load(LOAD_BALANCER, "site.yml", "-e", "django_app_release_id=v2")
     assert result.returncode == 0
     assert_no_failure(report)
+    # One host per batch, in inventory order, whichever host finished its build first.
+    assert batches(result.stdout) == [[name] for name in APP_HOSTS]
     assert {host_release(host) for host in app_hosts.values()} == {"v2"}
     # The daphne colour switched under load was several processes.
     daphne = app_hosts["django-asgi-rolling-app2"]
