@@ -369,29 +369,33 @@ def test_10_a_host_lost_mid_rollout_stops_it_and_a_rerun_completes(hosts):
     asker.start()
     lines = []
     batches = 0
-    for line in rollout.stdout:
-        lines.append(line)
-        if line.startswith("PLAY [Switch the app hosts, batch by batch]"):
-            batches += 1
-            if batches == 2:
-                # app1's batch is done; app2's is about to start: pull the plug.
-                docker("kill", lost)
-    rollout.wait(timeout=900)
-    output = "".join(lines)
-    print(output[-3000:])
-    assert rollout.returncode != 0
-    # Over SSH the host is UNREACHABLE; over the docker connection its task fails.
-    assert f"fatal: [{lost}]: UNREACHABLE!" in output or f"fatal: [{lost}]: FAILED!" in output
-    # The host that was done serves the new release, alone behind the load balancer.
-    assert release_of(APP_URLS["django-asgi-faults-app1"]) == "f3"
-    assert {release_of(LOAD_BALANCER) for _attempt in range(6)} == {"f3"}
-    stop.set()
-    asker.join(timeout=30)
-    print(f"load balancer answers during the rollout: {len(served)}, failed: {sum(s != 200 for s in served)}")
-    assert served and all(status == 200 for status in served)
+    try:
+        for line in rollout.stdout:
+            lines.append(line)
+            if line.startswith("PLAY [Switch the app hosts, batch by batch]"):
+                batches += 1
+                if batches == 2:
+                    # app1's batch is done (batches go in inventory order); app2's is about to start: pull the plug.
+                    docker("kill", lost)
+        rollout.wait(timeout=900)
+        output = "".join(lines)
+        print(output[-3000:])
+        assert rollout.returncode != 0
+        # Over SSH the host is UNREACHABLE; over the docker connection its task fails.
+        assert f"fatal: [{lost}]: UNREACHABLE!" in output or f"fatal: [{lost}]: FAILED!" in output
+        # The host that was done serves the new release, alone behind the load balancer.
+        assert release_of(APP_URLS["django-asgi-faults-app1"]) == "f3"
+        assert {release_of(LOAD_BALANCER) for _attempt in range(6)} == {"f3"}
+        stop.set()
+        asker.join(timeout=30)
+        print(f"load balancer answers during the rollout: {len(served)}, failed: {sum(s != 200 for s in served)}")
+        assert served and all(status == 200 for status in served)
+    finally:
+        # The host comes back whatever happened above, so the tests after this one find a whole fleet.
+        stop.set()
+        docker("start", lost)
 
     # The host comes back on the release it ran, then a re-run finishes the job.
-    docker("start", lost)
     back = wait_for(lambda: (a := http_get(f"{APP_URLS[lost]}/whoami")).status == 200 and a, timeout=180, interval=1)
     assert back.json()["release"] == release_before
     # Whether the stopped run released its locks depends on where the kill landed: a task that
