@@ -111,6 +111,10 @@ def test_1_rolling_v1_to_v2_under_load_fails_no_request(app_hosts):
     assert_no_failure(report)
     # One host per batch, in inventory order, whichever host finished its build first.
     assert batches(result.stdout) == [[name] for name in APP_HOSTS]
+    # v2 changes only code: it runs on the venv v1 built.
+    for host in app_hosts.values():
+        venvs = host.check_output("readlink -e /srv/demo/releases/v1/venv-* /srv/demo/releases/v2/venv-*").split()
+        assert len(venvs) == 2 and len(set(venvs)) == 1 and venvs[0].startswith("/srv/demo/venvs/"), venvs
     assert {host_release(host) for host in app_hosts.values()} == {"v2"}
     # The daphne colour switched under load was several processes.
     daphne = app_hosts["django-asgi-rolling-app2"]
