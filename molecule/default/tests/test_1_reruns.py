@@ -24,7 +24,12 @@ from conftest import run_playbook
 INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
 APP_HOSTS = ["django-asgi-default-app1", "django-asgi-default-app2"]
 # A task of the build that runs on every host the run does not leave alone.
-BUILD_TASK = "TASK [django_asgi.rollout.django_app : Look for this release and its venv on the host]"
+BUILD_TASK = "TASK [django_asgi.rollout.django_app : Read what the host was set up from, and this release's records]"
+# Tasks of the host's setup, which a host records it was set up from and skips while that holds.
+SETUP_TASKS = [
+    "TASK [django_asgi.rollout.django_app : Install what builds release venvs]",
+    "TASK [django_asgi.rollout.nginx_proxy : Install nginx]",
+]
 # Tasks of the switch: the colour chosen, the site checked by nginx -t, the old colour retired.
 SWITCH_TASKS = [
     "TASK [django_asgi.rollout.asgi_server : Read which colour serves, and what each colour runs]",
@@ -55,6 +60,11 @@ def test_a_run_that_changes_nothing_leaves_every_app_host_alone_and_a_forced_one
     assert BUILD_TASK in forced, "rollout_force=true did not run the build"
     for task in SWITCH_TASKS:
         assert task in forced, f"rollout_force=true did not run {task}"
+    for task in SETUP_TASKS:
+        # Shown as skipped too: it must have run.
+        section = re.search(rf"^{re.escape(task)}.*?(?=^TASK )", forced, re.M | re.S)
+        ran = section and re.search(r"^(ok|changed): ", section.group(0), re.M)
+        assert ran, f"rollout_force=true did not run {task}"
     forced_recap = recap(forced)
     for host in APP_HOSTS:
         assert forced_recap[host][1] == 0, f"{host} changed in a forced run that changes nothing"
@@ -69,7 +79,7 @@ def test_a_host_whose_nginx_was_stopped_is_not_left_alone_and_serves_again():
     assert returncode == 0, output[-4000:]
     assert stopped.service("nginx").is_running
     # Only the stopped host went through the build.
-    build = re.compile(r"^TASK \[django_asgi\.rollout\.django_app : Look for this release.*?(?=^TASK )", re.M | re.S)
+    build = re.compile(rf"^{re.escape(BUILD_TASK)}.*?(?=^TASK )", re.M | re.S)
     ran_on = build.search(output)
     assert ran_on and f"ok: [{APP_HOSTS[1]}]" in ran_on.group(0), output[-4000:]
     assert f"[{APP_HOSTS[0]}]" not in ran_on.group(0)
