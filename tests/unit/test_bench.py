@@ -87,8 +87,8 @@ RESULTS = {
         "commit": "abc1234",
         "date": "2026-11-22 08:00 UTC",
     },
-    "deploy": [deploy(1, 80, 20), deploy(6, 150, 35), deploy(3, 100, 25)],
-    "deploy_mitogen": [deploy(1, 60, 15), {"hosts": 6, "error": "site.yml failed:\nUNREACHABLE"}],
+    "deploy": [deploy(1, 80, 10), deploy(6, 110, 14), deploy(3, 100, 12)],
+    "deploy_mitogen": [deploy(1, 60, 8), {"hosts": 6, "error": "site.yml failed:\nUNREACHABLE"}],
     "rollouts": [
         {
             "server": "uvicorn",
@@ -158,9 +158,9 @@ def test_every_target_met_reads_met():
         (lambda r: r["rollouts"][0]["rollout"].update(failed=1), "uvicorn: zero failed"),
         (lambda r: r["rollouts"][0]["tutorial_restart"].update(failed=0), "uvicorn: zero failed"),
         (lambda r: r["rollouts"][0]["rollout"].update(p99_ms=81.0), "uvicorn: p99"),
-        (lambda r: r["deploy"][2]["rerun"].update(seconds=31), "3 app host(s): no-change"),
+        (lambda r: r["deploy"][2]["rerun"].update(seconds=16), "3 app host(s): no-change"),
         (lambda r: r["deploy"][2]["rerun"].update(changed=1), "3 app host(s): no-change"),
-        (lambda r: r["deploy"][1]["cold"].update(seconds=161), "6 app hosts at most 2x one host (cold"),
+        (lambda r: r["deploy"][1]["cold"].update(seconds=121), "6 app hosts at most 1.5x one host (cold"),
         (lambda r: r["throughput"][0]["proxied"].update(requests_per_second=679.0), "uvicorn: through nginx"),
     ],
 )
@@ -197,7 +197,7 @@ def test_results_md_and_chart_hold_the_figures(tmp_path):
     assert report.main([*arguments, "--output", str(output)]) == 0
     text = output.read_text()
     assert "| uvicorn | rollout | 30 | 5000 | 0 | 5.0 | 70.0 | 1.75 |" in text
-    assert "| Ansible | 6 | 150 | 40 | 35 | 0 | 0.23 | 20 / 10 |" in text
+    assert "| Ansible | 6 | 110 | 40 | 14 | 0 | 0.13 | 20 / 10 | 3.3 / 1.7 |" in text
     assert "Mitogen, 6 host(s), failed: UNREACHABLE" in text
     assert "| uvicorn | app1 | 117 | 225 | 6 |" in text
     assert "| uvicorn | 2 | workers | 2 | 900 | 7.0 | 1.80x |" in text
