@@ -93,3 +93,24 @@ def test_release_venv_runs_the_hosts_own_python(host, serving_unit):
     version = "import sys; print(sys.version_info[:2])"
     assert host.check_output(f"{venv_python} -c '{version}'") == host.check_output(f"/usr/bin/python3 -c '{version}'")
     assert host.run(f"{venv_python} -c 'import uvloop, httptools'").rc == 0
+
+
+def test_the_operators_command_runs_django_on_the_serving_release_as_the_app_user(host, serving_unit):
+    checked = host.run(f"{APP}-manage check")
+    assert checked.rc == 0, checked.stderr
+    assert "System check identified no issues" in checked.stdout
+    environment = unit_property(host, serving_unit, "Environment")
+    release = re.search(r"ROLLOUT_RELEASE_ID=(\S+)", environment).group(1)
+    script = "import os, django.conf; print(os.getuid(), os.environ['ROLLOUT_RELEASE_ID'], django.conf.settings.DEBUG)"
+    seen = host.check_output(f'{APP}-manage shell -c "{script}"').split()
+    assert seen == [str(host.user(APP).uid), release, "False"]
+
+
+def test_the_operators_command_runs_in_the_units_sandbox_and_for_root_only(host):
+    written = host.run(f"{APP}-manage shell -c \"open('/etc/{APP}-escape', 'w')\"")
+    assert written.rc != 0
+    assert "Read-only file system" in written.stderr
+    assert not host.file(f"/etc/{APP}-escape").exists
+    refused = host.run(f"runuser -u nobody -- {APP}-manage check")
+    assert refused.rc != 0
+    assert "only root may run it" in refused.stderr

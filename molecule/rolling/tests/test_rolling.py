@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -154,6 +155,24 @@ def test_3_rollback_to_v1_under_load_fails_no_request(app_hosts):
     assert_no_failure(report)
     assert {host_release(host) for host in app_hosts.values()} == {"v1"}
     assert releases_served() == {"v1"}
+    # The operator's command follows the colour that serves again.
+    script = "import os; print(os.environ['ROLLOUT_RELEASE_ID'])"
+    for host in app_hosts.values():
+        assert host.check_output(f'demo-manage shell -c "{script}"') == "v1"
+
+
+def test_the_health_path_answers_the_load_balancer_and_the_host_but_no_client_of_theirs(app_hosts):
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{LOAD_BALANCER}/-/health", timeout=5)  # noqa: S310  (loopback only)
+    assert refused.value.code == 404
+    load_balancer = testinfra.get_host(f"ansible://django-asgi-rolling-lb?ansible_inventory={INVENTORY}")
+    for number, (name, host) in enumerate(app_hosts.items(), start=11):
+        assert json.loads(host.check_output("curl -sS --max-time 5 http://127.0.0.1/-/health"))["healthy"] is True
+        address = f"172.30.58.{number}"  # its load_balancer_backend_address
+        answer = load_balancer.check_output(
+            f"curl -sS --max-time 5 -o /dev/null -w '%{{http_code}}' -H 'Host: localhost' http://{address}/-/health"
+        )
+        assert answer == "200", name
 
 
 def test_4_single_host_without_load_balancer_fails_no_request(app_hosts, tmp_path):
