@@ -102,7 +102,8 @@ def test_the_operators_command_runs_django_on_the_serving_release_as_the_app_use
     environment = unit_property(host, serving_unit, "Environment")
     release = re.search(r"ROLLOUT_RELEASE_ID=(\S+)", environment).group(1)
     script = "import os, django.conf; print(os.getuid(), os.environ['ROLLOUT_RELEASE_ID'], django.conf.settings.DEBUG)"
-    seen = host.check_output(f'{APP}-manage shell -c "{script}"').split()
+    # Django 5.2's shell first says what it imported; the script's line is the last.
+    seen = host.check_output(f'{APP}-manage shell -c "{script}"').splitlines()[-1].split()
     assert seen == [str(host.user(APP).uid), release, "False"]
 
 
