@@ -542,9 +542,19 @@ def parse_wrk(output: str) -> Json:
     }
 
 
-def wrk(host: str, url: str) -> Json:
+# What the app host's nginx adds to each request it passes on (its site's proxy_set_header).
+PROXY_HEADERS = (
+    "X-Real-IP: 127.0.0.1",
+    "X-Forwarded-For: 127.0.0.1",
+    "X-Forwarded-Proto: http",
+    "X-Forwarded-Host: localhost",
+)
+
+
+def wrk(host: str, url: str, headers: tuple[str, ...] = ()) -> Json:
     """wrk inside the host against its own loopback: a warm-up, then the measured run."""
-    base = f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -H 'Host: localhost' --latency"
+    extra = "".join(f" -H {shlex.quote(header)}" for header in headers)
+    base = f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -H 'Host: localhost'{extra} --latency"
     on_host(host, f"{base} -d{WRK_WARMUP_SECONDS}s {url} >/dev/null")
     return {**parse_wrk(on_host(host, f"{base} -d{WRK_SECONDS}s {url}")), "url": url}
 
@@ -615,10 +625,15 @@ def throughput(host: str, server: str) -> Json:
     transient_unit(host, "bench-direct", settings, direct_command(server, settings))
     try:
         direct = wrk(host, f"http://127.0.0.1:{DIRECT_PORT}/whoami")
+        # The same, with the headers nginx adds: what parsing them costs the server, apart from proxying.
+        direct_headers = wrk(host, f"http://127.0.0.1:{DIRECT_PORT}/whoami", PROXY_HEADERS)
     finally:
         on_host(host, "systemctl stop bench-direct", check=False)
-    log(f"  proxied {proxied['requests_per_second']}/s, direct {direct['requests_per_second']}/s")
-    return {"server": server, "proxied": proxied, "direct": direct}
+    log(
+        f"  proxied {proxied['requests_per_second']}/s, direct {direct['requests_per_second']}/s, "
+        f"direct with nginx's headers {direct_headers['requests_per_second']}/s"
+    )
+    return {"server": server, "proxied": proxied, "direct": direct, "direct_with_proxy_headers": direct_headers}
 
 
 def max_workers(server: str) -> int:

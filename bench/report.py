@@ -273,15 +273,18 @@ def markdown(results: Json, notes: str, chart_name: str, causes: Json | None = N
         f"`{tutorial['command'] if tutorial else 'not measured'}` behind a site with a plain "
         "`proxy_pass http://127.0.0.1:8000` (HTTP/1.0, no upstream keepalive).",
         "",
-        "| server | through nginx req/s | p99 ms | server alone req/s | p99 ms | nginx / alone |",
-        "|---|---|---|---|---|---|",
+        "| server | through nginx req/s | p99 ms | server alone req/s | p99 ms | nginx / alone "
+        "| alone with nginx's headers req/s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for entry in results["throughput"]:
         proxied, direct = entry["proxied"], entry["direct"]
+        with_headers = entry.get("direct_with_proxy_headers")
+        headers_figure = f"{with_headers['requests_per_second']:.0f}" if with_headers else "not measured"
         out.append(
             f"| {entry['server']} | {proxied['requests_per_second']:.0f} | {proxied['p99_ms']:.1f} "
             f"| {direct['requests_per_second']:.0f} | {direct['p99_ms']:.1f} "
-            f"| {ratio(proxied['requests_per_second'], direct['requests_per_second']):.2f} |"
+            f"| {ratio(proxied['requests_per_second'], direct['requests_per_second']):.2f} | {headers_figure} |"
         )
     uvicorn = next((entry for entry in results["throughput"] if entry["server"] == "uvicorn"), None)
     if tutorial and uvicorn:

@@ -103,6 +103,7 @@ RESULTS = {
             "server": "uvicorn",
             "proxied": {"requests_per_second": 700.0, "p99_ms": 90.0},
             "direct": {"requests_per_second": 800.0, "p99_ms": 80.0},
+            "direct_with_proxy_headers": {"requests_per_second": 760.0, "p99_ms": 84.0},
         }
     ],
     "workers": [
@@ -200,6 +201,7 @@ def test_results_md_and_chart_hold_the_figures(tmp_path):
     assert "| Ansible | 6 | 110 | 40 | 14 | 0 | 0.13 | 20 / 10 | 3.3 / 1.7 |" in text
     assert "Mitogen, 6 host(s), failed: UNREACHABLE" in text
     assert "| uvicorn | app1 | 117 | 225 | 6 |" in text
+    assert "| uvicorn | 700 | 90.0 | 800 | 80.0 | 0.88 | 760 |" in text
     assert "| uvicorn | 2 | workers | 2 | 900 | 7.0 | 1.80x |" in text
     assert "| daphne | 2 | processes | 2 | 570 | 12.0 | 1.90x |" in text
     assert "`bench/run --only-servers uvicorn` (10 minutes on 2026-11-22 10:00 UTC, commit `fed9876`)" in text
