@@ -182,6 +182,8 @@ BAD_INPUTS = [
     ("nginx_proxy_extra_directives", ["gzip on"]),
     ("load_balancer_server_names", ["*"]),
     ("load_balancer_backend_port", 0),
+    ("load_balancer_redirect_to_https", True),  # without a certificate
+    ("nginx_proxy_health_sources", ["everyone"]),
     # A name nginx on the load balancer could not resolve at its nginx -t.
     ("load_balancer_backend_address", "app1.nowhere.invalid"),
     ("django_app_project_dir", "../elsewhere"),

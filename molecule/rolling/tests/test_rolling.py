@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import testinfra
+from websockets.sync.client import connect
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(PROJECT / "tests" / "load"))
@@ -31,6 +33,7 @@ from conftest import run_playbook, running_units, serving_units  # noqa: E402
 INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
 APP_HOSTS = ["django-asgi-rolling-app1", "django-asgi-rolling-app2", "django-asgi-rolling-app3"]
 LOAD_BALANCER = "http://127.0.0.1:18180"
+LOAD_BALANCER_HTTPS = "https://127.0.0.1:18543"
 SINGLE_HOST = "http://127.0.0.1:18181"
 # Bounds of one load run; a rollout ends well within them.
 LOAD_SECONDS = 600
@@ -173,6 +176,24 @@ def test_the_health_path_answers_the_load_balancer_and_the_host_but_no_client_of
             f"curl -sS --max-time 5 -o /dev/null -w '%{{http_code}}' -H 'Host: localhost' http://{address}/-/health"
         )
         assert answer == "200", name
+
+
+def test_https_at_the_load_balancer_makes_django_see_a_secure_request_and_carries_websockets():
+    certificate = PROJECT / ".cache" / "tls" / "lab.crt"
+    context = ssl.create_default_context(cafile=certificate)
+    with urllib.request.urlopen(f"{LOAD_BALANCER_HTTPS}/whoami", context=context, timeout=5) as response:  # noqa: S310
+        seen = json.loads(response.read())
+        assert response.headers["Strict-Transport-Security"] == "max-age=300"
+    assert seen["scheme"] == "https"
+    assert seen["is_secure"] is True
+    assert seen["client"] == "172.30.58.1"  # the published port's gateway, as the load balancer saw it
+    with connect(f"wss://127.0.0.1:{LOAD_BALANCER_HTTPS.rsplit(':', 1)[1]}/ws/echo", ssl=context, open_timeout=5) as ws:
+        assert json.loads(ws.recv(timeout=5))["hello"] is True
+        ws.send("over wss")
+        assert ws.recv(timeout=5) == "over wss"
+    # Plain HTTP still serves (no redirect asked for), and says so.
+    with urllib.request.urlopen(f"{LOAD_BALANCER}/whoami", timeout=5) as response:  # noqa: S310  (loopback only)
+        assert json.loads(response.read())["is_secure"] is False
 
 
 def test_4_single_host_without_load_balancer_fails_no_request(app_hosts, tmp_path):
