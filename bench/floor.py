@@ -26,7 +26,7 @@ ROUNDS = 3
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=bench.ROOT / "bench" / "floor.json")
-    parser.add_argument("--release", default="p2", help="the release the lab serves (p99_causes.py leaves p2)")
+    parser.add_argument("--release", default="p3", help="the release the lab serves (p99_causes.py leaves p3)")
     options = parser.parse_args(argv)
     inventory = bench.write_inventory(bench.ROLLOUT_HOSTS)
     runs: dict[str, list[bench.Json]] = {"site_no_change": [], "floor": []}
