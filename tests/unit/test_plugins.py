@@ -20,6 +20,8 @@ def load(relative: str):
 network = load("test/network.py")
 host_names = load("test/host_name.py")
 specs = load("filter/specs.py")
+command_lines = load("test/command_line.py")
+processes = load("filter/processes.py")
 
 
 @pytest.mark.parametrize("value", ["10.0.0.5", "10.0.0.0/24", "::1", "2001:db8::/32", "172.18.0.2/32"])
@@ -44,6 +46,35 @@ def test_host_name_accepts_names_wildcards_and_addresses(value):
 )
 def test_host_name_refuses_what_would_break_a_server_name(value):
     assert not host_names.host_name(value)
+
+
+@pytest.mark.parametrize("value", [["celery", "-A", "proj", "worker"], ["clearsessions"], ["/usr/bin/env", "x", 2]])
+def test_command_line_accepts_a_list_of_one_line_arguments(value):
+    assert command_lines.command_line(value)
+
+
+@pytest.mark.parametrize("value", ["celery worker", [], ["celery", ""], ["a\nb"], ["-A", "x"], None, [None], {"a": 1}])
+def test_command_line_refuses_a_string_an_empty_argument_or_a_line_break(value):
+    assert not command_lines.command_line(value)
+
+
+def test_release_processes_names_each_colours_units_and_keeps_one_host_items_to_that_host():
+    listed = [
+        {"name": "worker", "command": ["celery", "worker"], "count": 2},
+        {"name": "beat", "command": ["celery", "beat"], "hosts": "one", "stop_timeout": 5},
+    ]
+    timers = [{"name": "sessions", "command": ["clearsessions"], "schedule": "daily"}]
+    here = processes.release_processes(listed, timers, app="demo", colour="blue", one_host=True, stop_timeout=30)
+    assert [item["units"] for item in here] == [
+        ["demo-worker-blue@1.service", "demo-worker-blue@2.service"],
+        ["demo-beat-blue@1.service"],
+        ["demo-sessions-blue.timer"],
+    ]
+    assert [item["stop_timeout"] for item in here] == [30, 5, 30]
+    assert here[2]["unit_file"] == "demo-sessions-blue.service"
+    elsewhere = processes.release_processes(listed, timers, app="demo", colour="green", one_host=False, stop_timeout=30)
+    assert [item["name"] for item in elsewhere] == ["worker", "sessions"]
+    assert elsewhere[0]["unit_file"] == "demo-worker-green@.service"
 
 
 def test_preflight_spec_drops_wired_options_and_every_default():

@@ -75,3 +75,27 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
+
+# Redis, when DEMO_REDIS_URL names it: the Channels layer (groups shared by
+# every process of every host) and Celery's broker. Without it, one process's
+# memory and tasks run inline.
+REDIS_URL = os.environ.get("DEMO_REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [os.environ.get("DEMO_CHANNELS_REDIS_URL", REDIS_URL)]},
+        }
+    }
+    CELERY_BROKER_URL = REDIS_URL
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CELERY_TASK_ALWAYS_EAGER = True
+# A task is acknowledged once done, and a worker takes one at a time: a worker
+# stopped with SIGTERM finishes its task, and leaves the rest in the queue.
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "tick": {"task": "hello.tasks.tick", "schedule": float(os.environ.get("DEMO_TICK_SECONDS", "1"))},
+}

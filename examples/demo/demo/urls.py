@@ -8,4 +8,7 @@ urlpatterns = [
     path("whoami", views.whoami),
     path("slow", views.slow),
     path("db", views.db),
+    path("tasks", views.tasks),
+    path("tasks/<int:job_id>", views.task),
+    path("ticks", views.ticks),
 ]

@@ -7,7 +7,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from hello.models import Hit
+from hello.models import Hit, Job, Tick
 from hello.runtime import COLOUR, RELEASE, SERVER
 
 MAX_SLEEP = 30.0
@@ -80,3 +80,32 @@ def db(request: HttpRequest) -> JsonResponse:
         hit = Hit.objects.create(note=note)
         return JsonResponse({"id": hit.pk, "rows": Hit.objects.count()}, status=201)
     return JsonResponse({"rows": Hit.objects.count(), "release": RELEASE})
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def tasks(request: HttpRequest) -> JsonResponse:
+    """POST queues a Celery task (201 {"id"}); GET counts the tasks queued and done."""
+    from hello.tasks import run_job
+
+    if request.method == "POST":
+        job = Job.objects.create(queued_release=RELEASE)
+        run_job.delay(job.pk)
+        return JsonResponse({"id": job.pk}, status=201)
+    return JsonResponse({"queued": Job.objects.count(), "done": Job.objects.filter(done__isnull=False).count()})
+
+
+@require_GET
+def task(request: HttpRequest, job_id: int) -> JsonResponse:
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        return JsonResponse({"error": "no such task"}, status=404)
+    return JsonResponse(
+        {"id": job.pk, "done": job.done is not None, "release": job.done_release, "colour": job.done_colour}
+    )
+
+
+@require_GET
+def ticks(request: HttpRequest) -> JsonResponse:
+    """celery beat's ticks, in the order beat sent them: [origin, sent_at]."""
+    return JsonResponse({"ticks": list(Tick.objects.order_by("sent_at").values_list("origin", "sent_at"))})

@@ -15,6 +15,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,7 +29,7 @@ sys.path.insert(0, str(PROJECT / "tests" / "load"))
 
 from loadgen import LoadConfig, LoadReport, LoadRun  # noqa: E402
 
-from conftest import run_playbook, running_units, serving_units  # noqa: E402
+from conftest import active_colour, run_playbook, running_units, serving_units, wait_for  # noqa: E402
 
 INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
 APP_HOSTS = ["django-asgi-rolling-app1", "django-asgi-rolling-app2", "django-asgi-rolling-app3"]
@@ -38,6 +39,77 @@ SINGLE_HOST = "http://127.0.0.1:18181"
 # Bounds of one load run; a rollout ends well within them.
 LOAD_SECONDS = 600
 LOAD_REQUESTS = 200000
+
+
+def api(path: str, method: str = "GET", base_url: str = LOAD_BALANCER) -> dict:
+    request = urllib.request.Request(f"{base_url}{path}", method=method)  # noqa: S310  (loopback only)
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
+class TaskQueuer:
+    """Queues a Celery task through the load balancer every interval until stopped (bounded)."""
+
+    def __init__(self, interval: float = 0.25, limit: int = 4000):
+        self.interval, self.limit = interval, limit
+        self.ids: list[int] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and len(self.ids) + len(self.failures) < self.limit:
+            try:
+                self.ids.append(api("/tasks", method="POST")["id"])
+            except (OSError, urllib.error.URLError, ValueError, KeyError) as error:
+                self.failures.append(repr(error))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TaskQueuer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def tasks_done(ids: list[int], timeout: float = 180) -> list[dict]:
+    """Each task's answer once every one is done (the workers drain the queue), or fail naming the rest."""
+    pending = set(ids)
+    done: dict[int, dict] = {}
+
+    def all_done() -> bool:
+        for job in sorted(pending):
+            answer = api(f"/tasks/{job}")
+            if answer["done"]:
+                done[job] = answer
+                pending.discard(job)
+        return not pending
+
+    wait_for(all_done, timeout=timeout, interval=1)
+    return [done[job] for job in ids]
+
+
+def beat_runs(ticks: list[list]) -> list[str]:
+    """The beats (origin: process@host) in the order their ticks were sent, one entry per run of ticks."""
+    runs: list[str] = []
+    for origin, _sent_at in ticks:
+        if not runs or runs[-1] != origin:
+            runs.append(origin)
+    return runs
+
+
+def assert_one_beat_at_a_time() -> list[str]:
+    runs = beat_runs(api("/ticks")["ticks"])
+    # A beat that came back after another had started ran beside it.
+    assert len(runs) == len(set(runs)), runs
+    return runs
+
+
+def extra_units(host, state: str = "active") -> list[str]:
+    listing = host.check_output(f"systemctl list-units --state={state} --plain --no-legend 'demo-*-*'")
+    return sorted(line.split()[0] for line in listing.splitlines() if not line.startswith("demo-manage"))
 
 
 def ansible_playbook(playbook: str, *arguments: str, inventory: Path = INVENTORY) -> subprocess.CompletedProcess:
@@ -108,11 +180,65 @@ def broken_source(tmp_path_factory) -> Path:
     return source
 
 
+def test_0_workers_beat_and_timers_run_the_serving_release_and_groups_span_the_hosts(app_hosts):
+    for name, host in app_hosts.items():
+        colour = active_colour(host)
+        expected = [f"demo-migrations-{colour}.timer", f"demo-worker-{colour}@1.service"]
+        if name == APP_HOSTS[0]:
+            expected.insert(0, f"demo-beat-{colour}@1.service")
+        assert extra_units(host) == expected, name
+        assert host.service(f"demo-worker-{colour}@1.service").is_enabled
+        # The timer fired (every 20 s) and its command's output is in the journal.
+        wait_for(lambda h=host: "[X] 0001_initial" in h.check_output("journalctl --no-pager -t demo-migrations"), 45)
+    # A view queues a task, a worker runs it on the serving release.
+    (answer,) = tasks_done([api("/tasks", method="POST")["id"]], timeout=60)
+    assert answer["release"] == "v1"
+    wait_for(lambda: len(api("/ticks")["ticks"]) >= 3, timeout=30)
+    assert len(assert_one_beat_at_a_time()) == 1
+    # A group member on one host gets what a member on another host sends:
+    # the load balancer spreads the connections, the greeting names the server.
+    members: dict[str, object] = {}
+    try:
+        for _attempt in range(12):
+            ws = connect("ws://127.0.0.1:18180/ws/group/lab", open_timeout=5)
+            server = json.loads(ws.recv(timeout=5))["server"]
+            if server in members:
+                ws.close()
+            else:
+                members[server] = ws
+            if len(members) == 2:
+                break
+        assert len(members) == 2, members
+        (sender_server, sender), (receiver_server, receiver) = members.items()
+        sender.send("across hosts")
+        assert json.loads(receiver.recv(timeout=10)) == {"message": "across hosts", "from": sender_server}
+        assert json.loads(sender.recv(timeout=10))["from"] == sender_server
+        assert receiver_server != sender_server
+    finally:
+        for ws in members.values():
+            ws.close()
+
+
 def test_1_rolling_v1_to_v2_under_load_fails_no_request(app_hosts):
     assert {host_release(host) for host in app_hosts.values()} == {"v1"}
-    result, report = roll_out_under_load(LOAD_BALANCER, "site.yml", "-e", "django_app_release_id=v2")
+    with TaskQueuer() as queued:
+        result, report = roll_out_under_load(LOAD_BALANCER, "site.yml", "-e", "django_app_release_id=v2")
     assert result.returncode == 0
     assert_no_failure(report)
+    # Every task queued during the rollout was run, by the old workers or the new.
+    assert not queued.failures, queued.failures[:5]
+    assert len(queued.ids) > 20
+    done = tasks_done(queued.ids)
+    assert {answer["release"] for answer in done} <= {"v1", "v2"}
+    assert done[-1]["release"] == "v2"
+    # beat moved to v2 with app1's switch, never running twice at once.
+    beats = assert_one_beat_at_a_time()
+    assert len(beats) >= 2, beats
+    for name, host in app_hosts.items():
+        colour = active_colour(host)
+        assert all(f"-{colour}" in unit for unit in extra_units(host, "active,activating")), name
+        # The previous colour's unit files went with it.
+        assert not host.run(f"ls /etc/systemd/system/demo-*-{'green' if colour == 'blue' else 'blue'}*").stdout
     # One host per batch, in inventory order, whichever host finished its build first.
     assert batches(result.stdout) == [[name] for name in APP_HOSTS]
     # v2 changes only code: it runs on the venv v1 built.
@@ -150,6 +276,31 @@ def test_2_a_broken_release_stops_at_the_first_batch_and_never_serves(app_hosts,
     for host in app_hosts.values():
         # Only the serving colour's processes: one, or one per CPU for daphne and hypercorn.
         assert running_units(host) == sorted(serving_units(host))
+        assert all(f"-{active_colour(host)}" in unit for unit in extra_units(host, "active,activating"))
+
+
+def test_2b_a_worker_that_cannot_start_stops_the_rollout_with_the_old_workers_running(app_hosts):
+    broken = {
+        "asgi_server_extra_processes": [
+            {"name": "worker", "command": ["celery", "-A", "no_such_project", "worker"]},
+            {"name": "beat", "command": ["celery", "-A", "demo", "beat", "-s", "/srv/demo/shared/b"], "hosts": "one"},
+        ]
+    }
+    result = ansible_playbook("site.yml", "-e", "django_app_release_id=v4", "-e", json.dumps(broken))
+    assert result.returncode != 0
+    output = " ".join((result.stdout + result.stderr).split())
+    assert "a process did not keep running" in output and "demo-worker-" in output
+    for name, host in app_hosts.items():
+        assert host_release(host) == "v2"
+        colour = active_colour(host)
+        expected = [f"demo-migrations-{colour}.timer", f"demo-worker-{colour}@1.service"]
+        if name == APP_HOSTS[0]:
+            expected.insert(0, f"demo-beat-{colour}@1.service")
+        assert extra_units(host) == expected, name
+    # The workers of v2 still take tasks, and beat still ticks from one host.
+    (answer,) = tasks_done([api("/tasks", method="POST")["id"]], timeout=60)
+    assert answer["release"] == "v2"
+    assert_one_beat_at_a_time()
 
 
 def test_3_rollback_to_v1_under_load_fails_no_request(app_hosts):
@@ -162,6 +313,10 @@ def test_3_rollback_to_v1_under_load_fails_no_request(app_hosts):
     script = "import os; print(os.environ['ROLLOUT_RELEASE_ID'])"
     for host in app_hosts.values():
         assert host.check_output(f'demo-manage shell -c "{script}"').splitlines()[-1] == "v1"
+    # The workers went back with the web server.
+    (answer,) = tasks_done([api("/tasks", method="POST")["id"]], timeout=60)
+    assert answer["release"] == "v1"
+    assert_one_beat_at_a_time()
 
 
 def test_the_health_path_answers_the_load_balancer_and_the_host_but_no_client_of_theirs(app_hosts):
