@@ -172,6 +172,10 @@ BAD_INPUTS = [
     ("asgi_server_processes", 0),
     ("asgi_server_graceful_timeout", 0),
     ("asgi_server_socket_dir", "/tmp/sockets"),  # noqa: S108  (a bad input, never created)
+    ("asgi_server_extra_processes", [{"name": "celery-worker", "command": ["celery", "worker"]}]),
+    ("asgi_server_extra_processes", [{"name": "worker", "command": "celery -A demo worker"}]),
+    ("asgi_server_timers", [{"name": "sessions", "command": ["clearsessions"], "schedule": "every tuesday"}]),
+    ("asgi_server_one_host", "no-such-host"),
     ("nginx_proxy_trusted_proxies", ["10.0.0.300/8"]),
     ("nginx_proxy_trusted_proxies", ["lb.example"]),
     ("nginx_proxy_server_names", ["good.example", "bad name"]),
