@@ -198,6 +198,7 @@ BAD_INPUTS = [
     ("rollout_serial", "0"),
     ("rollout_serial", "half"),
     ("rollout_rollback_on_failure", "maybe"),
+    ("rollout_report", "/nonexistent/reports/rollout.json"),
 ]
 
 
@@ -300,12 +301,14 @@ def test_7b_a_load_balancer_nginx_refuses_stops_the_run_with_the_lock_released(h
 def source_with_a_failing_migration(tmp_path_factory):
     source = tmp_path_factory.mktemp("badmigration") / "demo"
     subprocess.run(["cp", "-a", str(PROJECT / "examples" / "demo"), str(source)], check=True)
-    (source / "hello" / "migrations" / "0002_fails.py").write_text(
+    migrations = source / "hello" / "migrations"
+    latest = max(path.stem for path in migrations.glob("0*.py"))
+    (migrations / "9999_fails.py").write_text(
         "from django.db import migrations\n\n\n"
         "def fail(apps, schema_editor):\n"
         '    raise RuntimeError("this migration fails on purpose")\n\n\n'
         "class Migration(migrations.Migration):\n"
-        '    dependencies = [("hello", "0001_initial")]\n'
+        f'    dependencies = [("hello", "{latest}")]\n'
         "    operations = [migrations.RunPython(fail)]\n"
     )
     return source

@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import jsonschema
 import pytest
 import testinfra
 from websockets.sync.client import connect
@@ -219,11 +220,30 @@ def test_0_workers_beat_and_timers_run_the_serving_release_and_groups_span_the_h
             ws.close()
 
 
-def test_1_rolling_v1_to_v2_under_load_fails_no_request(app_hosts):
+def run_report(path: Path) -> dict:
+    """The run's JSON report, checked against its schema."""
+    report = json.loads(path.read_text())
+    jsonschema.validate(report, json.loads((PROJECT / "playbooks" / "report.schema.json").read_text()))
+    return report
+
+
+def test_1_rolling_v1_to_v2_under_load_fails_no_request(app_hosts, tmp_path):
     assert {host_release(host) for host in app_hosts.values()} == {"v1"}
+    report_path = tmp_path / "report.json"
     with TaskQueuer() as queued:
-        result, report = roll_out_under_load(LOAD_BALANCER, "site.yml", "-e", "django_app_release_id=v2")
+        result, report = roll_out_under_load(
+            LOAD_BALANCER, "site.yml", "-e", "django_app_release_id=v2", "-e", f"rollout_report={report_path}"
+        )
     assert result.returncode == 0
+    # The report for pipelines: a line per batch as it ended, each host switched to v2.
+    run = run_report(report_path)
+    assert run["outcome"] == "succeeded"
+    assert [batch["hosts"] for batch in run["batches"]] == [[name] for name in APP_HOSTS]
+    assert [batch["hosts_done"] for batch in run["batches"]] == [1, 2, 3]
+    for name in APP_HOSTS:
+        assert run["hosts"][name]["outcome"] == "switched" and run["hosts"][name]["release"] == "v2", run["hosts"]
+        assert 0 < run["hosts"][name]["seconds"] < run["seconds"]
+    assert "Batch 2 done (django-asgi-rolling-app2): 2 of 3 app hosts done" in " ".join(result.stdout.split())
     assert_no_failure(report)
     # Every task queued during the rollout was run, by the old workers or the new.
     assert not queued.failures, queued.failures[:5]
@@ -253,10 +273,12 @@ def test_1_rolling_v1_to_v2_under_load_fails_no_request(app_hosts):
     assert releases_served() == {"v2"}
 
 
-def test_2_a_broken_release_stops_at_the_first_batch_and_never_serves(app_hosts, broken_source):
+def test_2_a_broken_release_stops_at_the_first_batch_and_never_serves(app_hosts, broken_source, tmp_path):
     result, report = roll_out_under_load(
         LOAD_BALANCER,
         "site.yml",
+        "-e",
+        f"rollout_report={tmp_path / 'report.json'}",
         "-e",
         "django_app_release_id=v3",
         "-e",
@@ -270,6 +292,13 @@ def test_2_a_broken_release_stops_at_the_first_batch_and_never_serves(app_hosts,
     output = " ".join((result.stdout + result.stderr).split())
     assert "did not pass its health probe" in output
     assert "not switched: the rollout stopped before this host" in output
+    run = run_report(tmp_path / "report.json")
+    assert run["outcome"] == "failed" and "did not pass its health probe" in run["failure"]
+    assert [run["hosts"][name]["outcome"] for name in APP_HOSTS] == ["failed", "not switched", "not switched"]
+    assert {run["hosts"][name]["release"] for name in APP_HOSTS} == {"v2"}
+    (batch,) = run["batches"]
+    assert (batch["hosts"], batch["hosts_done"], batch["hosts_total"]) == ([APP_HOSTS[0]], 0, 3)
+    assert 0 < batch["elapsed_seconds"] <= run["seconds"]
     assert_no_failure(report)
     assert "v3" not in report.releases_seen
     assert {host_release(host) for host in app_hosts.values()} == {"v2"}
