@@ -84,7 +84,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ.get("DEMO_CHANNELS_REDIS_URL", REDIS_URL)]},
+            # redis-py 8 times a socket read out after 5 s by default, which
+            # cuts the layer's blocking reads (and every WebSocket) each 5 s.
+            "CONFIG": {
+                "hosts": [{"address": os.environ.get("DEMO_CHANNELS_REDIS_URL", REDIS_URL), "socket_timeout": None}]
+            },
         }
     }
     CELERY_BROKER_URL = REDIS_URL
