@@ -210,7 +210,7 @@ def test_0_workers_beat_and_timers_run_the_serving_release_and_groups_span_the_h
             if len(members) == 2:
                 break
         assert len(members) == 2, members
-        (sender_server, sender), (receiver_server, receiver) = members.items()
+        (sender_server, sender), (receiver_server, receiver) = list(members.items())
         sender.send("across hosts")
         assert json.loads(receiver.recv(timeout=10)) == {"message": "across hosts", "from": sender_server}
         assert json.loads(sender.recv(timeout=10))["from"] == sender_server
