@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start the lab: a Docker engine, the systemd base image, and one container per
-# lab host running real systemd, reachable by Ansible's docker connection.
+# lab host running real systemd and sshd, reached by Ansible over SSH as the
+# deploy user with sudo (lab/ssh-access.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # LAB_CONFIG names another hosts file of the same form (bench/ uses its own).
@@ -19,6 +20,12 @@ for entry in "${LAB_HOSTS[@]}"; do
   container="$LAB_PREFIX-$name"
   if docker container inspect "$container" >/dev/null 2>&1; then
     state=$(docker container inspect -f '{{.State.Status}}' "$container")
+    # A host from an older base image (without sshd, say) is made anew.
+    if [ "$(docker container inspect -f '{{.Image}}' "$container")" != "$(docker image inspect -f '{{.Id}}' "$LAB_IMAGE")" ]; then
+      echo "lab: $name runs an older base image: replacing it"
+      docker rm -f "$container" >/dev/null
+      state=missing
+    fi
   else
     state=missing
   fi
@@ -50,3 +57,11 @@ for entry in "${LAB_HOSTS[@]}"; do
   done
   echo "lab: $name is up (systemd: ${state:-unknown})"
 done
+
+# SSH as the deploy user, with sudo: how Ansible reaches the lab's hosts.
+containers=()
+for entry in "${LAB_HOSTS[@]}"; do
+  read -r name _ <<<"$entry"
+  containers+=("$LAB_PREFIX-$name")
+done
+"$here/ssh-access.sh" "$here/../.cache/ssh/$LAB_PREFIX" "${containers[@]}"
