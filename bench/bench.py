@@ -44,6 +44,7 @@ APP = "demo"
 SERVER_FILES = (ROOT / "roles" / "asgi_server" / "vars" / "main").glob("server_*.yml")
 SERVERS = tuple(sorted(path.stem.removeprefix("server_") for path in SERVER_FILES))
 FLEET_SIZES = (1, 6, 3)  # the 3-host fleet is built last and stays for the other measurements
+MAX_HOSTS = 12  # the most app hosts any measurement starts (bench/scale.py)
 ROLLOUT_HOSTS = 3
 PREFIX = "django-asgi-bench"
 NETWORK = "django-asgi-bench"
@@ -99,7 +100,7 @@ def app_hosts(count: int) -> list[str]:
 def lab_config(count: int) -> Path:
     """A hosts file for lab/up.sh and lab/down.sh: the load balancer and `count` app hosts."""
     lines = [f"lb {LB_ADDRESS} {LB_PORT} -"]
-    lines += [f"{host} 172.30.60.{10 + number} - -" for number, host in enumerate(app_hosts(count), start=1)]
+    lines += [f"{host} {address(number)} - -" for number, host in enumerate(app_hosts(count), start=1)]
     path = WORK / f"hosts-{count}.sh"
     path.write_text(
         "# shellcheck shell=bash disable=SC2034\n# Written by bench/bench.py.\n"
@@ -110,33 +111,48 @@ def lab_config(count: int) -> Path:
 
 
 def lab_down() -> None:
-    run("lab/down.sh", env=os.environ | {"LAB_CONFIG": str(lab_config(6))})
+    run("lab/down.sh", env=os.environ | {"LAB_CONFIG": str(lab_config(MAX_HOSTS))})
 
 
 def lab_up(count: int) -> None:
     run("lab/up.sh", env=os.environ | {"LAB_CONFIG": str(lab_config(count))})
 
 
-def write_inventory(count: int) -> Path:
-    """The lab's settings, with one SQLite database per host so no database host is needed."""
-    inventory = WORK / f"inventory-{count}"
+def address(number: int) -> str:
+    """App host `number`'s address (1, 2, ...); the load balancer's is LB_ADDRESS."""
+    return f"172.30.60.{10 + number}"
+
+
+def write_inventory(count: int, ssh: bool = False) -> Path:
+    """The lab's settings, with one SQLite database per host so no database host is needed. Reached
+    with docker exec as root, or with ssh as the lab's own inventory does: SSH as the deploy user, sudo
+    (the key and the hosts' keys lab/up.sh wrote)."""
+    inventory = WORK / f"inventory-{count}{'-ssh' if ssh else ''}"
     shutil.rmtree(inventory, ignore_errors=True)
     inventory.mkdir(parents=True)
+    keys = ROOT / ".cache" / "ssh" / PREFIX
+    connection = (
+        {
+            "ansible_connection": "ssh",
+            "ansible_user": "deploy",
+            "ansible_become": True,
+            "ansible_ssh_private_key_file": str(keys / "id_ed25519"),
+            "ansible_ssh_common_args": f"-o UserKnownHostsFile={keys / 'known_hosts'} -o StrictHostKeyChecking=yes",
+        }
+        if ssh
+        # community.docker.docker, by the name Mitogen also knows.
+        else {"ansible_connection": "docker", "ansible_user": "root"}
+    )
     hosts = {
         "all": {
-            "vars": {
-                # community.docker.docker, by the name Mitogen also knows.
-                "ansible_connection": "docker",
-                "ansible_user": "root",
-                "django_app_name": APP,
-            },
+            "vars": {**connection, "django_app_name": APP},
             "children": {
-                "load_balancers": {"hosts": {"lb": {"ansible_host": container("lb")}}},
+                "load_balancers": {"hosts": {"lb": {"ansible_host": LB_ADDRESS if ssh else container("lb")}}},
                 "app_servers": {
                     "hosts": {
                         host: {
-                            "ansible_host": container(host),
-                            "load_balancer_backend_address": f"172.30.60.{10 + number}",
+                            "ansible_host": address(number) if ssh else container(host),
+                            "load_balancer_backend_address": address(number),
                         }
                         for number, host in enumerate(app_hosts(count), start=1)
                     },
@@ -227,6 +243,7 @@ def site(
         "changed": sum(host["changed"] for host in recap.values()),
         "recap": recap,
         "module_runs": json.loads(counts.read_text())["hosts"] if counts.exists() else {},
+        "plays": json.loads(counts.read_text())["plays"] if counts.exists() else [],
     }
 
 

@@ -25,6 +25,14 @@ TARGET_P99_RATIO = 2.0
 TARGET_RERUN_RATIO = 0.15
 TARGET_SCALE_RATIO = 1.5
 TARGET_PROXIED_RATIO = 0.85
+# The fleets issue: a batch costs the same whatever the fleet's size.
+TARGET_BATCH_RATIO = 1.25
+SCALE_RUNS = (
+    ("cold", "cold deploy"),
+    ("rerun", "no change"),
+    ("rollout_count", "rollout, `rollout_serial=1`"),
+    ("rollout_share", "rollout, `rollout_serial=25%`"),
+)
 
 
 def ratio(numerator: float, denominator: float) -> float:
@@ -104,6 +112,61 @@ def headline(results: Json) -> list[tuple[str, str, str, bool]]:
     return rows
 
 
+def scale_rows(scale: Json) -> list[tuple[str, str, str, bool]]:
+    """The fleets target: a batch of one host costs at most TARGET_BATCH_RATIO its cost in the smallest fleet."""
+    fleets = sorted(scale["fleets"], key=lambda fleet: fleet["hosts"])
+    if len(fleets) < 2:
+        return []
+    small, rows = fleets[0], []
+    for fleet in fleets[1:]:
+        for key, what in (("batch_seconds_median", "wall"), ("batch_controller_cpu_median", "controller CPU")):
+            mine, base = fleet["rollout_count"][key], small["rollout_count"][key]
+            rows.append(
+                (
+                    f"{fleet['hosts']} app hosts: a batch of one host at most {TARGET_BATCH_RATIO}x "
+                    f"its cost with {small['hosts']} ({what})",
+                    f"median {mine:.1f} s vs {base:.1f} s",
+                    f"{ratio(mine, base):.2f}x",
+                    ratio(mine, base) <= TARGET_BATCH_RATIO,
+                )
+            )
+    return rows
+
+
+def scale_section(scale: Json) -> list[str]:
+    """bench/scale.py's figures: 3, 6 and 12 app hosts over SSH, each run's cost, per host and per batch."""
+    machine = scale["machine"]
+    out = [
+        "",
+        "## 5. Fleets: 3, 6 and 12 app hosts over SSH",
+        "",
+        f"`{scale['command']}` on {machine['date']}, commit `{machine['commit']}`, same machine: fresh containers "
+        "for each fleet (the load balancer and N app hosts), reached as the lab reaches its hosts (SSH as the "
+        "deploy user, sudo, pipelining, one connection per host kept open). *Controller CPU*: ansible-playbook "
+        "and its workers (the ssh clients that keep the connections open are not its children, and not counted). "
+        "*Busy*: the whole machine's CPU time over the run's wall time and the CPUs, so 1.00 is every CPU busy. "
+        "*Batch*: from the start of a batch's play to the next play's, the median of the run's batches.",
+        "",
+        "| app hosts | run | seconds | s per app host | controller CPU s | per app host | hosts CPU s | busy "
+        "| batches | median batch s | median batch controller CPU s | changed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for fleet in sorted(scale["fleets"], key=lambda fleet: fleet["hosts"]):
+        for key, label in SCALE_RUNS:
+            run = fleet.get(key)
+            if run is None:
+                continue
+            done = run.get("batches", [])
+            out.append(
+                f"| {fleet['hosts']} | {label} | {run['seconds']:.0f} | {run['seconds_per_app_host']:.1f} "
+                f"| {run['controller_cpu_seconds']:.0f} | {run['controller_cpu_per_app_host']:.1f} "
+                f"| {run['hosts_cpu_seconds']:.0f} | {run['machine_busy_share']:.2f} "
+                f"| {len(done) if done else '-'} | {run.get('batch_seconds_median', '-')} "
+                f"| {run.get('batch_controller_cpu_median', '-')} | {run['changed']} |"
+            )
+    return out
+
+
 def p99_causes_section(causes: Json) -> list[str]:
     """bench/p99_causes.py's figures: the rollout's parts, each alone under the same load."""
     machine = causes["machine"]
@@ -135,7 +198,7 @@ def p99_causes_section(causes: Json) -> list[str]:
     return out
 
 
-def markdown(results: Json, notes: str, chart_name: str, causes: Json | None = None) -> str:
+def markdown(results: Json, notes: str, chart_name: str, causes: Json | None = None, scale: Json | None = None) -> str:
     machine = results["machine"]
     scales: list[str] = []
     errors: list[str] = []
@@ -159,7 +222,8 @@ def markdown(results: Json, notes: str, chart_name: str, causes: Json | None = N
         "|---|---|---|---|",
     ]
     out += [
-        f"| {target} | {measured} | {value} | {verdict(met)} |" for target, measured, value, met in headline(results)
+        f"| {target} | {measured} | {value} | {verdict(met)} |"
+        for target, measured, value, met in headline(results) + (scale_rows(scale) if scale else [])
     ]
 
     out += [
@@ -350,6 +414,8 @@ def markdown(results: Json, notes: str, chart_name: str, causes: Json | None = N
                 f"| {entry['server']} | {host} | {mib(at_rest)} | {mib(peak[host]['kib'])} "
                 f"| {peak[host].get('server_processes', '-')} |"
             )
+    if scale:
+        out += scale_section(scale)
     if notes.strip():
         out += ["", notes.strip()]
     return "\n".join(out) + "\n"
@@ -436,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=HERE / "results.json")
     parser.add_argument("--notes", type=Path, default=HERE / "notes.md")
     parser.add_argument("--p99-causes", type=Path, default=HERE / "p99-causes.json")
+    parser.add_argument("--scale", type=Path, default=HERE / "scale.json")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     options = parser.parse_args(argv)
     results = json.loads(options.results.read_text())
@@ -443,7 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     chart(results, chart_path)
     notes = options.notes.read_text() if options.notes.exists() else ""
     causes = json.loads(options.p99_causes.read_text()) if options.p99_causes.exists() else None
-    options.output.write_text(markdown(results, notes, chart_path.name, causes))
+    scale = json.loads(options.scale.read_text()) if options.scale.exists() else None
+    # Only bench/scale.py's current form: the fleets measured over SSH, with their batches.
+    if scale and not all("rollout_count" in fleet for fleet in scale["fleets"]):
+        scale = None
+    options.output.write_text(markdown(results, notes, chart_path.name, causes, scale))
     print(f"wrote {options.output} and {chart_path}")
     return 0
 

@@ -1,13 +1,24 @@
-"""Where the time of 1 and 6 app hosts goes: wall clock against the CPU the controller and the hosts used.
+"""What a fleet costs as it grows: 3, 6 and 12 app hosts, reached over SSH as the deploy user.
 
 On fresh containers (the load balancer and N app hosts, nothing installed, an empty controller
-cache): a cold site.yml and a no-change re-run, as bench.py's deploy times, with the CPU seconds the
-controller (ansible-playbook and its workers) and every lab container (their cgroups' cpuacct.usage)
-used in each, and how busy the whole machine was (/proc/stat): a share near 1 means every CPU was
-busy for the whole run, so the run was as fast as this machine's CPUs allow. Writes bench/scale.json;
-bench/notes.md quotes it. About 8 minutes:
+cache), reached as the lab reaches its hosts (SSH as the deploy user, sudo, pipelining, connection
+reuse), four runs of site.yml:
 
-    .venv/bin/python bench/scale.py
+- cold: the first deploy (release r1);
+- no change: the same again;
+- rollout by count: release r2, ``rollout_serial=1``, one host per batch;
+- rollout by share: release r3, ``rollout_serial=25%``.
+
+For each, the wall clock and the CPU seconds the controller (ansible-playbook and its workers), every
+lab container (their cgroups' cpuacct.usage) and the whole machine (/proc/stat) used; for each
+rollout, the wall clock and controller CPU of every batch (from the plays' timeline, which
+bench/callback_plugins/module_runs.py records) and the batches the run's JSON report lists. The goal:
+a cost per batch that stays flat as hosts are added. Writes bench/scale.json, which bench/report.py
+turns into a section of bench/RESULTS.md. About 35 minutes:
+
+    .venv/bin/python bench/scale.py [--sizes 3,6,12] [--keep]
+
+--keep leaves the last fleet running (its inventory is .cache/bench/inventory-N-ssh/hosts.yml).
 """
 
 from __future__ import annotations
@@ -16,13 +27,15 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # bench/ is not a package: its sibling, by path
 
-SIZES = (1, 6)
+SIZES = (3, 6, 12)
+BATCH_PLAY = "Switch the app hosts, batch by batch"
 
 
 def containers_cpu_seconds(hosts: list[str]) -> float:
@@ -41,42 +54,88 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def measured(inventory: Path, hosts: list[str]) -> bench.Json:
+def batches(plays: list[bench.Json], report: bench.Json) -> list[bench.Json]:
+    """Each batch's wall clock and controller CPU: from its play's start to the next play's."""
+    starts = [index for index, play in enumerate(plays) if play["name"] == BATCH_PLAY]
+    # A run that switches no host (a first deploy, no change) still starts the play once, on no host;
+    # the report lists only the batches that ran, in order.
+    return [
+        {
+            "hosts": batch["hosts"],
+            "seconds": round(plays[index + 1]["wall"] - plays[index]["wall"], 1),
+            "controller_cpu_seconds": round(plays[index + 1]["cpu"] - plays[index]["cpu"], 1),
+        }
+        for index, batch in zip(starts, report.get("batches", []), strict=False)
+    ]
+
+
+def measured(inventory: Path, hosts: list[str], label: str, *extra: str) -> bench.Json:
+    report_path = bench.WORK / f"report-{label}.json"
+    report_path.unlink(missing_ok=True)
     before, busy_before = containers_cpu_seconds(hosts), machine_busy_seconds()
-    figures = bench.site(inventory, "-e", "django_app_release_id=r1")
+    figures = bench.site(inventory, *extra, "-e", f"rollout_report={report_path}")
     hosts_cpu, busy = containers_cpu_seconds(hosts) - before, machine_busy_seconds() - busy_before
     cpus = os.cpu_count() or 1
-    return {
+    report = json.loads(report_path.read_text())
+    app_hosts = len(hosts) - 1
+    result = {
+        "arguments": " ".join(extra),
+        "outcome": report["outcome"],
         "seconds": figures["seconds"],
         "changed": figures["changed"],
         "controller_cpu_seconds": figures["controller_cpu_seconds"],
+        "seconds_per_app_host": round(figures["seconds"] / app_hosts, 1),
+        "controller_cpu_per_app_host": round(figures["controller_cpu_seconds"] / app_hosts, 1),
         "hosts_cpu_seconds": round(hosts_cpu, 1),
-        # Everything else the run made busy (dockerd relaying each docker exec, the kernel) is in here too.
+        # Everything else the run made busy (dockerd, sshd and ssh, the kernel) is in here too.
         "machine_busy_seconds": round(busy, 1),
         "machine_busy_share": round(busy / cpus / figures["seconds"], 2),
+        "switched": sorted(name for name, host in report["hosts"].items() if host["outcome"] == "switched"),
     }
+    done = batches(figures["plays"], report)
+    if done:
+        result["batches"] = done
+        result["batch_seconds_median"] = round(statistics.median(batch["seconds"] for batch in done), 1)
+        result["batch_controller_cpu_median"] = round(
+            statistics.median(batch["controller_cpu_seconds"] for batch in done), 1
+        )
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=bench.ROOT / "bench" / "scale.json")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="app host counts, comma-separated")
+    parser.add_argument("--keep", action="store_true", help="leave the last fleet running")
     options = parser.parse_args(argv)
+    sizes = [int(size) for size in options.sizes.split(",")]
+    if max(sizes) > bench.MAX_HOSTS:
+        parser.error(f"--sizes: at most {bench.MAX_HOSTS} app hosts")
     bench.WORK.mkdir(parents=True, exist_ok=True)
     results: bench.Json = {"command": ".venv/bin/python bench/scale.py", "machine": bench.machine(), "fleets": []}
     try:
-        for count in SIZES:
+        for count in sizes:
             bench.lab_down()
             bench.lab_up(count)
-            inventory = bench.write_inventory(count)
+            inventory = bench.write_inventory(count, ssh=True)
             shutil.rmtree(bench.WORK / "controller-cache", ignore_errors=True)
             hosts = ["lb", *bench.app_hosts(count)]
-            fleet = {"hosts": count, "cold": measured(inventory, hosts), "rerun": measured(inventory, hosts)}
-            bench.log(f"{count} app host(s): {fleet}")
+            fleet = {"hosts": count, "connection": "ssh as deploy, sudo, pipelining"}
+            for label, extra in (
+                ("cold", ("-e", "django_app_release_id=r1")),
+                ("rerun", ("-e", "django_app_release_id=r1")),
+                ("rollout_count", ("-e", "django_app_release_id=r2", "-e", "rollout_serial=1")),
+                ("rollout_share", ("-e", "django_app_release_id=r3", "-e", "rollout_serial=25%")),
+            ):
+                fleet[label] = measured(inventory, hosts, f"{count}-{label}", *extra)
+                bench.log(f"{count} app host(s), {label}: {fleet[label]['seconds']} s")
             results["fleets"].append(fleet)
+            options.output.write_text(json.dumps(results, indent=1) + "\n")
     finally:
         options.output.write_text(json.dumps(results, indent=1) + "\n")
         bench.log(f"wrote {options.output}")
-        bench.lab_down()
+        if not options.keep:
+            bench.lab_down()
     return 0
 
 

@@ -2,7 +2,8 @@
 # Sourced, not run; the scripts that source it read the variables below.
 # The lab's hosts, shared by lab/up.sh and lab/down.sh: name, address on the
 # lab network, and the ports published on 127.0.0.1 (HTTP, HTTPS; '-' for
-# none). inventories/lab/hosts.yml names the same hosts and addresses.
+# none). inventories/lab/hosts.yml names the same hosts and addresses; lab/up.sh
+# lets the controller in over SSH (lab/ssh-access.sh).
 LAB_NETWORK=django-asgi-lab
 LAB_PREFIX=django-asgi-lab  # container names: <prefix>-<host>
 LAB_SUBNET=172.30.57.0/24

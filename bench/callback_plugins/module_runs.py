@@ -6,14 +6,19 @@
 A module run is one task (or one loop item, or one retry of an `until`) whose
 action starts a process on the host: everything but the actions that run on
 the controller alone (set_fact, assert, include_*, meta, ...). A delegated
-task counts on the host it was delegated to. Written as JSON to the path in
-MODULE_RUNS_OUTPUT when the run ends: {"hosts": {name: runs}, "actions": {...}}.
+task counts on the host it was delegated to. Also a timeline: each play as it
+starts (each batch of a serial play is a play of its own), with the wall clock
+and the controller's CPU seconds then (this process and its reaped workers).
+Written as JSON to the path in MODULE_RUNS_OUTPUT when the run ends:
+{"hosts": {name: runs}, "actions": {...}, "plays": [{"name", "wall", "cpu"}, ...]},
+the last entry, named "end", when the run ended.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 
 from ansible.plugins.callback import CallbackBase
@@ -59,6 +64,15 @@ class CallbackModule(CallbackBase):
         super().__init__()
         self.hosts: Counter[str] = Counter()
         self.actions: Counter[str] = Counter()
+        self.plays: list[dict] = []
+
+    def _mark(self, name: str) -> None:
+        times = os.times()
+        cpu = times.user + times.system + times.children_user + times.children_system
+        self.plays.append({"name": name, "wall": round(time.perf_counter(), 2), "cpu": round(cpu, 2)})
+
+    def v2_playbook_on_play_start(self, play):
+        self._mark(play.get_name())
 
     def _count(self, result) -> None:
         task = result._task
@@ -93,7 +107,9 @@ class CallbackModule(CallbackBase):
         self._count(result)
 
     def v2_playbook_on_stats(self, stats):
+        self._mark("end")
         output = os.environ.get("MODULE_RUNS_OUTPUT")
         if output:
             with open(output, "w", encoding="utf-8") as handle:
-                json.dump({"hosts": dict(self.hosts), "actions": dict(self.actions.most_common())}, handle, indent=2)
+                counts = {"hosts": dict(self.hosts), "actions": dict(self.actions.most_common()), "plays": self.plays}
+                json.dump(counts, handle, indent=2)

@@ -332,10 +332,17 @@ def test_2b_a_worker_that_cannot_start_stops_the_rollout_with_the_old_workers_ru
     assert_one_beat_at_a_time()
 
 
-def test_3_rollback_to_v1_under_load_fails_no_request(app_hosts):
-    result, report = roll_out_under_load(LOAD_BALANCER, "playbooks/rollback.yml")
+def test_3_rollback_to_v1_under_load_fails_no_request(app_hosts, tmp_path):
+    report_path = tmp_path / "report.json"
+    # Batches as a share of the app hosts: 67% of 3 is 2 hosts, then the last one.
+    result, report = roll_out_under_load(
+        LOAD_BALANCER, "playbooks/rollback.yml", "-e", "rollout_serial=67%", "-e", f"rollout_report={report_path}"
+    )
     assert result.returncode == 0
     assert_no_failure(report)
+    run = run_report(report_path)
+    assert [batch["hosts"] for batch in run["batches"]] == [APP_HOSTS[:2], APP_HOSTS[2:]]
+    assert [batch["hosts_done"] for batch in run["batches"]] == [2, 3]
     assert {host_release(host) for host in app_hosts.values()} == {"v1"}
     assert releases_served() == {"v1"}
     # The operator's command follows the colour that serves again.
