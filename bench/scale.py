@@ -18,7 +18,8 @@ turns into a section of bench/RESULTS.md. About 35 minutes:
 
     .venv/bin/python bench/scale.py [--sizes 3,6,12] [--keep]
 
---keep leaves the last fleet running (its inventory is .cache/bench/inventory-N-ssh/hosts.yml).
+--keep leaves the last fleet running (its inventory is .cache/bench/inventory-N-ssh/hosts.yml); each
+run's output is in .cache/bench/scale-N-RUN.log.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def measured(inventory: Path, hosts: list[str], label: str, *extra: str) -> benc
     report_path.unlink(missing_ok=True)
     before, busy_before = containers_cpu_seconds(hosts), machine_busy_seconds()
     figures = bench.site(inventory, *extra, "-e", f"rollout_report={report_path}")
+    # Each run's output, kept: a change where none was expected is then found by its task.
+    shutil.copy(bench.WORK / "last-playbook.log", bench.WORK / f"scale-{label}.log")
     hosts_cpu, busy = containers_cpu_seconds(hosts) - before, machine_busy_seconds() - busy_before
     cpus = os.cpu_count() or 1
     report = json.loads(report_path.read_text())
