@@ -48,8 +48,10 @@ for entry in "${LAB_HOSTS[@]}"; do
     "$LAB_IMAGE" /lib/systemd/systemd >/dev/null
 done
 
+containers=()
 for entry in "${LAB_HOSTS[@]}"; do
   read -r name _ <<<"$entry"
+  containers+=("$LAB_PREFIX-$name")
   for _ in $(seq 1 30); do
     state=$(docker exec "$LAB_PREFIX-$name" systemctl is-system-running 2>/dev/null || true)
     case "$state" in running|degraded) break ;; esac
@@ -59,9 +61,4 @@ for entry in "${LAB_HOSTS[@]}"; do
 done
 
 # SSH as the deploy user, with sudo: how Ansible reaches the lab's hosts.
-containers=()
-for entry in "${LAB_HOSTS[@]}"; do
-  read -r name _ <<<"$entry"
-  containers+=("$LAB_PREFIX-$name")
-done
 "$here/ssh-access.sh" "$here/../.cache/ssh/$LAB_PREFIX" "${containers[@]}"
