@@ -235,6 +235,7 @@ def site(
     if result.returncode != 0:
         raise RuntimeError(f"{playbook} {' '.join(extra)} failed:\n{output[-4000:]}")
     recap = {host: {"ok": int(ok), "changed": int(changed)} for host, ok, changed, _u, _f in RECAP.findall(output)}
+    counted = json.loads(counts.read_text()) if counts.exists() else {"hosts": {}, "plays": []}
     return {
         "seconds": round(seconds, 1),
         "controller_cpu_seconds": round(
@@ -242,8 +243,8 @@ def site(
         ),
         "changed": sum(host["changed"] for host in recap.values()),
         "recap": recap,
-        "module_runs": json.loads(counts.read_text())["hosts"] if counts.exists() else {},
-        "plays": json.loads(counts.read_text())["plays"] if counts.exists() else [],
+        "module_runs": counted["hosts"],
+        "plays": counted["plays"],
     }
 
 

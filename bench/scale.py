@@ -14,7 +14,7 @@ lab container (their cgroups' cpuacct.usage) and the whole machine (/proc/stat) 
 rollout, the wall clock and controller CPU of every batch (from the plays' timeline, which
 bench/callback_plugins/module_runs.py records) and the batches the run's JSON report lists. The goal:
 a cost per batch that stays flat as hosts are added. Writes bench/scale.json, which bench/report.py
-turns into a section of bench/RESULTS.md. About 35 minutes:
+turns into a section of bench/RESULTS.md. About 20 minutes on 2 CPUs:
 
     .venv/bin/python bench/scale.py [--sizes 3,6,12] [--keep]
 
