@@ -152,11 +152,11 @@ def test_nothing_serving_yet_applies_everything(tmp_path):
 
 def test_two_phases_drop_the_column_after_the_switch_and_make_it_nullable_before(tmp_path):
     root = project(tmp_path, "remove", third="additive")
-    code, result = runner(root, "before", "--serving", "--phases", "two_phase")
+    code, result = runner(root, "before", "--serving", "--mode", "two_phase")
     # 0003 is safe but depends on 0002, which must wait: it cannot run before the switch.
     assert code == 2 and "shop.0003_more must run before the switch" in result["error"], result
     root = project(tmp_path / "two", "remove")
-    code, result = runner(root, "before", "--serving", "--phases", "two_phase")
+    code, result = runner(root, "before", "--serving", "--mode", "two_phase")
     assert code == 0, result
     assert result["after_switch"] == ["shop.0002_change"]
     assert result["applied"] == []
@@ -170,7 +170,7 @@ def test_two_phases_drop_the_column_after_the_switch_and_make_it_nullable_before
 
 
 def test_a_rename_is_refused_in_either_phase_and_maintenance_is_offered(tmp_path):
-    code, result = runner(project(tmp_path, "rename"), "before", "--serving", "--phases", "two_phase")
+    code, result = runner(project(tmp_path, "rename"), "before", "--serving", "--mode", "two_phase")
     assert code == 2
     assert "cannot run beside the serving release in either phase" in result["error"]
     assert "-e rollout_maintenance=true" in result["error"]
@@ -178,7 +178,7 @@ def test_a_rename_is_refused_in_either_phase_and_maintenance_is_offered(tmp_path
 
 @pytest.mark.parametrize(("second", "verdict"), [("add_not_null", "never"), ("add_db_default", "safe")])
 def test_a_not_null_column_needs_a_database_default(tmp_path, second, verdict):
-    code, result = runner(project(tmp_path, second), "before", "--serving", "--phases", "one_phase")
+    code, result = runner(project(tmp_path, second), "before", "--serving", "--mode", "one_phase")
     assert code == 0, result
     assert [finding["verdict"] for finding in result["plan"][0]["findings"]] == [verdict]
 
@@ -203,4 +203,4 @@ def test_settings_that_raise_are_named_by_file_line_and_exception(tmp_path):
     settings.write_text(settings.read_text() + 'import os\nSECRET = os.environ["MISSING_SECRET"]\n')
     code, result = runner(root, "before")
     assert code == 2
-    assert result["error"] == "settings.py:8: KeyError: 'MISSING_SECRET'"
+    assert result["error"] == "migrate failed: settings.py:8: KeyError: 'MISSING_SECRET'"

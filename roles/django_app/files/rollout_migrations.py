@@ -7,7 +7,7 @@ Run by the django_app role's migrate entry point, on an app host, as the app
 user, with the release's venv and settings (the same transient unit as any
 management command)::
 
-    python rollout_migrations.py before --phases refuse|two_phase|one_phase [--serving]
+    python rollout_migrations.py before --mode refuse|two_phase|one_phase [--serving]
         [--safe APP.MIGRATION ...] [--after-switch APP.MIGRATION ...]
         [--lock-timeout SECONDS] [--lock-retries N]
     python rollout_migrations.py after [--lock-timeout SECONDS] [--lock-retries N]
@@ -197,7 +197,7 @@ def _marker(migration: Any) -> str:
     return ""
 
 
-def plan(executor: Any, phases: str, serving: bool, safe: set[str], after: set[str]) -> list[Planned]:
+def plan(executor: Any, mode: str, serving: bool, safe: set[str], after: set[str]) -> list[Planned]:
     """The pending migrations, in the order migrate applies them, each with its findings and phase."""
     graph = executor.loader.graph
     pending = [migration for migration, backwards in executor.migration_plan(graph.leaf_nodes()) if not backwards]
@@ -214,18 +214,18 @@ def plan(executor: Any, phases: str, serving: bool, safe: set[str], after: set[s
             entry.phase, entry.marked = "after_switch", "django_app_migrations_after_switch"
         elif _marker(migration):
             entry.phase, entry.marked = _marker(migration), "the migration's own marker"
-        elif serving and entry.unsafe() and phases == "two_phase":
+        elif serving and entry.unsafe() and mode == "two_phase":
             entry.phase = "after_switch"
         planned.append(entry)
-    if not serving or phases == "one_phase":
+    if not serving or mode == "one_phase":
         for entry in planned:
             entry.phase = "before_switch"
         return planned
-    _refuse_what_cannot_roll(executor, planned, pending, phases)
+    _refuse_what_cannot_roll(executor, planned, pending, mode)
     return planned
 
 
-def _refuse_what_cannot_roll(executor: Any, planned: list[Planned], pending: list[Any], phases: str) -> None:
+def _refuse_what_cannot_roll(executor: Any, planned: list[Planned], pending: list[Any], mode: str) -> None:
     by_label = {entry.migration: entry for entry in planned}
     for entry in planned:
         if entry.marked:
@@ -238,7 +238,7 @@ def _refuse_what_cannot_roll(executor: Any, planned: list[Planned], pending: lis
                 f"split it across releases (add the new, copy, remove the old in a later release), or list "
                 f"{entry.migration} in django_app_migrations_safe if the serving release does not use it"
             )
-        if entry.phase == "before_switch" and entry.unsafe() and phases == "refuse":
+        if entry.phase == "before_switch" and entry.unsafe() and mode == "refuse":
             raise Refused(
                 f"migration {entry.migration} would break the serving release during the rollout: "
                 f"{_describe(entry.unsafe()[0])}. Run it after every app host serves the new release "
@@ -432,7 +432,7 @@ def run(arguments: argparse.Namespace, result: dict[str, Any]) -> None:
     if arguments.phase == "after":
         applier.migrate()
         return
-    planned = plan(executor, arguments.phases, arguments.serving, set(arguments.safe), set(arguments.after_switch))
+    planned = plan(executor, arguments.mode, arguments.serving, set(arguments.safe), set(arguments.after_switch))
     result["plan"] = [asdict(entry) for entry in planned]
     result["after_switch"] = [entry.migration for entry in planned if entry.phase == "after_switch"]
     if not result["after_switch"]:
@@ -447,7 +447,7 @@ def run(arguments: argparse.Namespace, result: dict[str, Any]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("phase", choices=["before", "after"])
-    parser.add_argument("--phases", choices=["refuse", "two_phase", "one_phase"], default="refuse")
+    parser.add_argument("--mode", choices=["refuse", "two_phase", "one_phase"], default="refuse")
     parser.add_argument("--serving", action="store_true", help="a previous release serves during the rollout")
     parser.add_argument("--safe", nargs="*", default=[])
     parser.add_argument("--after-switch", nargs="*", default=[])
@@ -464,7 +464,7 @@ def main() -> int:
             result["error"], code = str(refused), 2
         except Exception as error:
             traceback.print_exc()
-            result["error"], code = cause(error), 2
+            result["error"], code = f"migrate failed: {cause(error)}", 2
     stdout.write(json.dumps(result) + "\n")
     return code
 
