@@ -163,10 +163,15 @@ def test_two_phases_drop_the_column_after_the_switch_and_make_it_nullable_before
     assert result["relaxed"] == ["shop_item.note"]
     # The new release inserts without the column while the old one still reads it.
     assert columns(root)["note"] is True
-    code, result = runner(root, "after")
+    record = root / "after-switch.json"
+    code, result = runner(root, "after", "--record", str(record), "--release", "v2")
     assert code == 0, result
     assert [entry["migration"] for entry in result["applied"]] == ["shop.0002_change"]
     assert "note" not in columns(root)
+    # A rollback to an older release reads what ran after the switch; the next rollout clears it.
+    assert json.loads(record.read_text()) == {"release": "v2", "migrations": ["shop.0002_change"]}
+    runner(root, "before", "--record", str(record), "--release", "v3")
+    assert not record.exists()
 
 
 def test_a_rename_is_refused_in_either_phase_and_maintenance_is_offered(tmp_path):

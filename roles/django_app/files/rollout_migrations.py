@@ -431,7 +431,16 @@ def run(arguments: argparse.Namespace, result: dict[str, Any]) -> None:
     applier = Applier(executor, arguments.lock_timeout, arguments.lock_retries, result["applied"])
     if arguments.phase == "after":
         applier.migrate()
+        if arguments.record:
+            # What ran once no host served the previous release: a rollback to it warns.
+            record = {"release": arguments.release, "migrations": [entry["migration"] for entry in result["applied"]]}
+            with open(arguments.record, "w", encoding="utf-8") as stream:
+                json.dump(record, stream)
         return
+    if arguments.record:
+        # A new rollout: the schema now follows its release, whatever an earlier one left for after its switch.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(arguments.record)
     planned = plan(executor, arguments.mode, arguments.serving, set(arguments.safe), set(arguments.after_switch))
     result["plan"] = [asdict(entry) for entry in planned]
     result["after_switch"] = [entry.migration for entry in planned if entry.phase == "after_switch"]
@@ -453,6 +462,8 @@ def main() -> int:
     parser.add_argument("--after-switch", nargs="*", default=[])
     parser.add_argument("--lock-timeout", type=int, default=5)
     parser.add_argument("--lock-retries", type=int, default=3)
+    parser.add_argument("--record", default="", help="where the second phase records what it applied")
+    parser.add_argument("--release", default="", help="the release these migrations belong to")
     arguments = parser.parse_args()
     stdout = sys.stdout
     result: dict[str, Any] = {"phase": arguments.phase, "applied": [], "relaxed": [], "after_switch": [], "error": None}
