@@ -489,3 +489,203 @@ def test_13_check_mode_with_a_pending_change_shows_the_diff_and_writes_nothing(h
     assert all(recap(output)[name]["changed"] > 0 for name in APP_URLS)
     assert {name: hosts[name].file(site).sha256sum for name in APP_URLS} == before
     assert releases_everywhere() == {name: "f3" for name in APP_URLS}
+
+
+# --- Maintenance mode ----------------------------------------------------------------
+
+MAINTENANCE_PAGE_TEXT = "Down for maintenance"
+FLAG = f"/etc/nginx/maintenance/{APP}-lb.on"
+# Release f4 with the rotated key: the fleet where test 14 leaves it, and where test 15 keeps it.
+MAINTENANCE_STATE = ["-e", "django_app_release_id=f4", *CONVERGED_STATE[2:]]
+
+
+class Poller:
+    """Asks the load balancer for /whoami every 0.25 s in a thread (at most 2400 times, about 10 minutes)."""
+
+    def __init__(self):
+        self.answers: list[tuple[int, str | None, bool]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        for _attempt in range(2400):
+            if self.stop.is_set():
+                return
+            try:
+                answer = http_get(f"{LOAD_BALANCER}/whoami", timeout=10)
+                page = MAINTENANCE_PAGE_TEXT in answer.body.decode(errors="replace")
+                self.answers.append((answer.status, answer.headers.get("retry-after"), page))
+            except OSError:
+                self.answers.append((0, None, False))
+            time.sleep(0.25)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc):
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+    def saw_maintenance(self) -> bool:
+        return any(status == 503 for status, _retry_after, _page in self.answers)
+
+    def summary(self) -> str:
+        runs: list[list] = []
+        for status, _retry_after, _page in self.answers:
+            if runs and runs[-1][0] == status:
+                runs[-1][1] += 1
+            else:
+                runs.append([status, 1])
+        return ", ".join(f"{count} x {status}" for status, count in runs)
+
+
+def assert_maintenance_answers(answers):
+    """Every answer is the app's (200) or the maintenance page (503, Retry-After, the page); nothing else."""
+    assert answers
+    for status, retry_after, page in answers:
+        assert status in (200, 503), answers
+        if status == 503:
+            assert retry_after == "300" and page, answers
+
+
+def assert_passes_maintenance_from_the_load_balancer(lb_host):
+    """From the load balancer itself (127.0.0.1/32 allowed) the app answers, and the health path passes."""
+    for path in ("/whoami", "/-/health"):
+        status = lb_host.check_output(f"curl -sS -o /dev/null -w '%{{http_code}}' --max-time 10 http://127.0.0.1{path}")
+        assert status == "200", path
+
+
+def test_14_maintenance_mode_covers_the_migration_and_the_switch_and_ends_with_the_run(hosts, tmp_path):
+    lb_host = hosts["django-asgi-faults-lb"]
+    output_file = tmp_path / "site.log"
+    with Poller() as poller, output_file.open("w") as output:
+        rollout = ansible_playbook(
+            "site.yml", "-e", "rollout_maintenance=true", *MAINTENANCE_STATE, stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for(poller.saw_maintenance, timeout=600, interval=0.5)
+            # While the site is in maintenance: a client outside the allowed networks still reaches
+            # the health path (the app hosts answer it, and refuse it to the public: 404, not 503) ...
+            health = http_get(f"{LOAD_BALANCER}/-/health")
+            assert health.status == 404, health
+            # ... and the allowed network reaches everything.
+            assert_passes_maintenance_from_the_load_balancer(lb_host)
+            assert rollout.poll() is None, "the run ended before the checks made during it"
+        finally:
+            rollout.wait(timeout=900)
+    text = output_file.read_text()
+    print(text[-3000:])
+    print(f"load balancer answers during the run: {poller.summary()}")
+    assert rollout.returncode == 0
+    assert_maintenance_answers(poller.answers)
+    # Nothing but the page in between: 200s, then only 503s, then 200s.
+    statuses = "".join("m" if status == 503 else "." for status, _retry_after, _page in poller.answers)
+    assert statuses.strip(".") and set(statuses.strip(".")) == {"m"}, poller.summary()
+    assert not lb_host.file(FLAG).exists
+    assert http_get(f"{LOAD_BALANCER}/whoami").status == 200
+    assert releases_everywhere() == {name: "f4" for name in APP_URLS}
+
+
+def test_15_a_run_that_fails_mid_way_lifts_maintenance_mode_too(hosts, tmp_path):
+    broken = tmp_path / "demo"
+    subprocess.run(["cp", "-a", str(PROJECT / "examples" / "demo"), str(broken)], check=True)
+    asgi = broken / "demo" / "asgi.py"
+    asgi.write_text(asgi.read_text() + '\nraise RuntimeError("release f5 is broken on purpose")\n')
+    with Poller() as poller:
+        returncode, output = run_playbook(
+            "site.yml",
+            "-e",
+            "rollout_maintenance=true",
+            *MAINTENANCE_STATE,
+            "-e",
+            "django_app_release_id=f5-broken",
+            "-e",
+            f"django_app_source={broken}",
+            "-e",
+            "asgi_server_health_retries=5",
+        )
+    print(f"load balancer answers during the run: {poller.summary()}")
+    assert returncode != 0
+    assert "did not pass its health probe" in words(output)
+    assert poller.saw_maintenance()
+    assert_maintenance_answers(poller.answers)
+    assert not hosts["django-asgi-faults-lb"].file(FLAG).exists
+    assert http_get(f"{LOAD_BALANCER}/whoami").status == 200
+    assert releases_everywhere() == {name: "f4" for name in APP_URLS}
+    for name in ALL_HOSTS:
+        assert not hosts[name].file(LOCK).exists, name
+
+
+def test_16_the_maintenance_playbook_turns_it_on_and_off_and_a_rollout_leaves_it_on(hosts):
+    lb_host = hosts["django-asgi-faults-lb"]
+    returncode, output = run_playbook("playbooks/maintenance.yml", "-e", "maintenance=sometimes")
+    assert returncode != 0
+    assert "maintenance must be on or off" in words(output)
+    assert not lb_host.file(FLAG).exists
+
+    returncode, _output = run_playbook("playbooks/maintenance.yml", "-e", "maintenance=on")
+    assert returncode == 0
+    answer = http_get(f"{LOAD_BALANCER}/whoami")
+    assert answer.status == 503 and answer.headers["retry-after"] == "300", answer
+    assert MAINTENANCE_PAGE_TEXT in answer.body.decode()
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    # A POST gets the page too, not a 405 of nginx's static files.
+    request = urllib.request.Request(f"{LOAD_BALANCER}/db", data=b"x=1", method="POST")  # noqa: S310  (loopback only)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+    assert refused.value.code == 503 and MAINTENANCE_PAGE_TEXT in refused.value.read().decode()
+    assert_passes_maintenance_from_the_load_balancer(lb_host)
+
+    # A rollout asked for maintenance finds it on by hand: it leaves it on, and says so.
+    returncode, output = run_playbook("site.yml", "-e", "rollout_maintenance=true", *MAINTENANCE_STATE)
+    assert returncode == 0
+    assert "maintenance mode was turned on by hand" in words(output)
+    assert http_get(f"{LOAD_BALANCER}/whoami").status == 503
+
+    returncode, _output = run_playbook("playbooks/maintenance.yml", "-e", "maintenance=off")
+    assert returncode == 0
+    assert not lb_host.file(FLAG).exists
+    assert http_get(f"{LOAD_BALANCER}/whoami").status == 200
+    for name in ALL_HOSTS:
+        assert not hosts[name].file(LOCK).exists, name
+
+
+def test_17_an_app_hosts_own_nginx_has_the_same_switch(hosts, tmp_path):
+    """Without load balancers, maintenance mode is each app host's nginx: nginx_proxy's entry point."""
+    app1, url = hosts["django-asgi-faults-app1"], APP_URLS["django-asgi-faults-app1"]
+    playbook = tmp_path / "app-maintenance.yml"
+
+    def turn(on: bool) -> None:
+        play = [
+            {
+                "name": "Maintenance mode of app1's own nginx",
+                "hosts": "django-asgi-faults-app1",
+                "gather_facts": False,
+                "tasks": [
+                    {
+                        "name": "Turn it on or off",
+                        "ansible.builtin.include_role": {
+                            "name": "django_asgi.rollout.nginx_proxy",
+                            "tasks_from": "maintenance",
+                        },
+                        "vars": {"nginx_proxy_maintenance": on},
+                    }
+                ],
+            }
+        ]
+        playbook.write_text(json.dumps(play))
+        returncode, output = run_playbook(str(playbook))
+        assert returncode == 0, output[-3000:]
+
+    turn(True)
+    try:
+        answer = http_get(f"{url}/whoami")
+        assert answer.status == 503 and answer.headers["retry-after"] == "300", answer
+        assert MAINTENANCE_PAGE_TEXT in answer.body.decode()
+        assert answer.headers["x-frame-options"] == "DENY"
+        # The health path passes, for the host itself.
+        assert app1.check_output("curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.1/-/health") == "200"
+    finally:
+        turn(False)
+    assert http_get(f"{url}/whoami").status == 200
