@@ -73,3 +73,19 @@ def test_the_servers_scenario_and_the_readmes_cover_every_server():
     for readme in (ROOT / "README.md", ROOT / "roles" / "asgi_server" / "README.md"):
         header = next(line for line in readme.read_text().splitlines() if line.startswith("| | uvicorn |"))
         assert {cell.strip() for cell in header.strip("|").split("|")} - {""} == kinds, readme
+
+
+# Where the docs list the servers a user can pick; each must name every definition file.
+SERVER_LISTS = {
+    "galaxy.yml": lambda text: yaml.safe_load(text)["description"],
+    "README.md": lambda text: text.split("\n## ", 1)[0],
+    "inventories/example/group_vars/app_servers/main.yml": lambda text: text.split("asgi_server_kind (", 1)[1][:200],
+}
+
+
+@pytest.mark.parametrize("path", sorted(SERVER_LISTS))
+def test_each_list_of_servers_in_the_docs_names_every_definition(path: str):
+    text = " ".join(SERVER_LISTS[path]((ROOT / path).read_text()).split())
+    kinds = [server.stem.removeprefix("server_") for server in SERVER_FILES]
+    missing = sorted(kind for kind in kinds if kind not in text)
+    assert not missing, f"{path} does not name {missing}"
