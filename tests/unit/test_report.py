@@ -84,6 +84,7 @@ def test_a_finished_rollout_writes_a_report_that_follows_its_schema(tmp_path):
     report = json.loads((tmp_path / "rollout-report.json").read_text())
     jsonschema.validate(report, SCHEMA)
     assert report["outcome"] == "succeeded" and report["failure"] is None
+    assert report["maintenance"] is False
     assert report["seconds"] >= 12
     assert report["hosts"]["app1"] == {
         "release": "v2",
@@ -105,6 +106,14 @@ def test_a_failed_rollout_says_why_and_the_path_is_the_users(tmp_path):
     jsonschema.validate(report, SCHEMA)
     assert report["outcome"] == "failed"
     assert report["failure"] == "app1: did not pass its health probe"
+
+
+def test_a_rollout_in_maintenance_mode_says_so(tmp_path):
+    result = run_report(tmp_path, "-e", "rollout_maintenance=true")
+    assert result.returncode == 0, result.stdout[-3000:]
+    report = json.loads((tmp_path / "rollout-report.json").read_text())
+    jsonschema.validate(report, SCHEMA)
+    assert report["maintenance"] is True
 
 
 @pytest.mark.parametrize("bad", [{"outcome": "maybe"}, {"hosts": {"app1": {"release": "v2"}}}])
