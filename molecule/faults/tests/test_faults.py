@@ -571,6 +571,8 @@ def test_14_maintenance_mode_covers_the_migration_and_the_switch_and_ends_with_t
             assert health.status == 404, health
             # ... and the allowed network reaches everything.
             assert_passes_maintenance_from_the_load_balancer(lb_host)
+            # The flag says a rollout turned it on (a maintenance turned on by hand it would leave on, test 16).
+            assert lb_host.file(FLAG).content_string == "rollout\n"
             assert rollout.poll() is None, "the run ended before the checks made during it"
         finally:
             rollout.wait(timeout=900)
@@ -617,7 +619,18 @@ def test_15_a_run_that_fails_mid_way_lifts_maintenance_mode_too(hosts, tmp_path)
         assert not hosts[name].file(LOCK).exists, name
 
 
-def test_16_the_maintenance_playbook_turns_it_on_and_off_and_a_rollout_leaves_it_on(hosts):
+def run_entry_point(tmp_path, host: str, role: str, variables: dict) -> str:
+    """A role's maintenance entry point run on one host, as playbooks/tasks/maintenance.yml runs it."""
+    playbook = tmp_path / f"{role}-maintenance.yml"
+    task = {"name": "Maintenance mode", "ansible.builtin.include_role": {"name": role, "tasks_from": "maintenance"}}
+    play = {"name": f"Maintenance mode on {host}", "hosts": host, "gather_facts": False, "tasks": [task]}
+    playbook.write_text(json.dumps([play | {"vars": variables}]))
+    returncode, output = run_playbook(str(playbook))
+    assert returncode == 0, output[-3000:]
+    return output
+
+
+def test_16_the_maintenance_playbook_turns_it_on_and_off_and_a_rollout_leaves_it_on(hosts, tmp_path):
     lb_host = hosts["django-asgi-faults-lb"]
     returncode, output = run_playbook("playbooks/maintenance.yml", "-e", "maintenance=sometimes")
     assert returncode != 0
@@ -637,9 +650,15 @@ def test_16_the_maintenance_playbook_turns_it_on_and_off_and_a_rollout_leaves_it
     assert refused.value.code == 503 and MAINTENANCE_PAGE_TEXT in refused.value.read().decode()
     assert_passes_maintenance_from_the_load_balancer(lb_host)
 
-    # A rollout asked for maintenance finds it on by hand: it leaves it on, and says so.
-    returncode, output = run_playbook("site.yml", "-e", "rollout_maintenance=true", *MAINTENANCE_STATE)
-    assert returncode == 0
+    # A rollout (site.yml passes load_balancer_maintenance_by: rollout, test 14) finds it on by
+    # hand: it leaves it on when it ends, and says so.
+    lb_role = "django_asgi.rollout.load_balancer"
+    output = run_entry_point(
+        tmp_path,
+        "django-asgi-faults-lb",
+        lb_role,
+        {"load_balancer_maintenance": False, "load_balancer_maintenance_by": "rollout"},
+    )
     assert "maintenance mode was turned on by hand" in words(output)
     assert http_get(f"{LOAD_BALANCER}/whoami").status == 503
 
@@ -654,31 +673,8 @@ def test_16_the_maintenance_playbook_turns_it_on_and_off_and_a_rollout_leaves_it
 def test_17_an_app_hosts_own_nginx_has_the_same_switch(hosts, tmp_path):
     """Without load balancers, maintenance mode is each app host's nginx: nginx_proxy's entry point."""
     app1, url = hosts["django-asgi-faults-app1"], APP_URLS["django-asgi-faults-app1"]
-    playbook = tmp_path / "app-maintenance.yml"
-
-    def turn(on: bool) -> None:
-        play = [
-            {
-                "name": "Maintenance mode of app1's own nginx",
-                "hosts": "django-asgi-faults-app1",
-                "gather_facts": False,
-                "tasks": [
-                    {
-                        "name": "Turn it on or off",
-                        "ansible.builtin.include_role": {
-                            "name": "django_asgi.rollout.nginx_proxy",
-                            "tasks_from": "maintenance",
-                        },
-                        "vars": {"nginx_proxy_maintenance": on},
-                    }
-                ],
-            }
-        ]
-        playbook.write_text(json.dumps(play))
-        returncode, output = run_playbook(str(playbook))
-        assert returncode == 0, output[-3000:]
-
-    turn(True)
+    role = "django_asgi.rollout.nginx_proxy"
+    run_entry_point(tmp_path, "django-asgi-faults-app1", role, {"nginx_proxy_maintenance": True})
     try:
         answer = http_get(f"{url}/whoami")
         assert answer.status == 503 and answer.headers["retry-after"] == "300", answer
@@ -687,5 +683,5 @@ def test_17_an_app_hosts_own_nginx_has_the_same_switch(hosts, tmp_path):
         # The health path passes, for the host itself.
         assert app1.check_output("curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.1/-/health") == "200"
     finally:
-        turn(False)
+        run_entry_point(tmp_path, "django-asgi-faults-app1", role, {"nginx_proxy_maintenance": False})
     assert http_get(f"{url}/whoami").status == 200
