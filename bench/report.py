@@ -1,5 +1,8 @@
 """Write bench/RESULTS.md and bench/results.png from bench/results.json (written by bench/bench.py).
 
+Sections 5 and 6 come from bench/scale.json and bench/migrations.json (bench/scale.py, bench/migrations.py)
+when they exist.
+
 The figures and the verdicts against the targets come from the JSON alone; bench/notes.md, written by
 hand, explains the causes behind them and is copied in at the end.
 """
@@ -198,7 +201,125 @@ def p99_causes_section(causes: Json) -> list[str]:
     return out
 
 
-def markdown(results: Json, notes: str, chart_name: str, causes: Json | None = None, scale: Json | None = None) -> str:
+MIGRATION_RUNS = (
+    ("m1_first_deploy", "m1, first deploy (no load)"),
+    ("m2_one_phase", "m2, one phase"),
+    ("m3_refused", "m3, refused (default)"),
+    ("m3_two_phase", "m3, two phases"),
+)
+MIGRATION_PHASES = (
+    ("build", "build"),
+    ("migrate_before_switch", "migrations before the switch"),
+    ("switch", "switch"),
+    ("migrate_after_switch", "migrations after the switch"),
+    ("report", "report"),
+)
+
+
+def migrations_section(migrations: Json) -> list[str]:
+    """bench/migrations.py's figures: a one-phase and a two-phase release under write load, and a refusal."""
+    machine, load = migrations["machine"], migrations["load"]
+    runs = migrations["runs"]
+    out = [
+        "",
+        "## 6. Migrations during a rollout, under write load",
+        "",
+        f"`{migrations['command']}` on {machine['date']}, the collection at commit "
+        f"`{migrations.get('collection_commit', machine['commit'])}` (a `git archive` of it), same machine, "
+        f"{migrations['bench_seconds'] / 60:.0f} minutes: {migrations['lab']}. One run after the other on the "
+        "same fresh lab: m1 is the demo; m2 adds a migration that adds a nullable column (`Hit.tag`) and a table; "
+        "m3 adds one that removes `Hit.note`, which m2 writes on every POST `/db` and m3's code no longer does. "
+        f"Load through the load balancer (`tests/load/loadgen.py`): {load['http_workers']} GET workers, "
+        f"{load['slow_workers']} `/slow`, {load['post_workers']} POST `/db` writing `Hit.note`, "
+        f"{load['websocket_sessions']} WebSocket sessions. Phases from the plays' timeline "
+        "(`bench/callback_plugins/module_runs.py`): *build* from the first play to the migrate play (checks, "
+        "lock, load balancer, build; the maintenance play, on no host here), *before* that play, *switch* every "
+        "batch, *after* the play after the last batch, *report* the rest; *startup* is ansible-playbook outside "
+        "its plays (starting, reading the inventory, exiting). Each migration's seconds and the batches come "
+        "from the run's JSON report.",
+        "",
+        "| run | arguments | exit | outcome | seconds | sent | failed | by kind, sent/failed | answered by release |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, label in MIGRATION_RUNS:
+        run = runs.get(key)
+        if run is None:
+            continue
+        traffic = run.get("load")
+        kinds = (
+            ", ".join(f"{kind} {n['sent']}/{n['failed']}" for kind, n in sorted(traffic["by_kind"].items()))
+            if traffic
+            else "-"
+        )
+        releases = (
+            ", ".join(f"{name} {count}" for name, count in sorted(traffic["releases_seen"].items())) if traffic else "-"
+        )
+        out.append(
+            f"| {label} | `{run['arguments'] or '-'}` | {run['exit_code']} | {run['outcome']} | {run['seconds']:.1f} "
+            f"| {traffic['sent'] if traffic else '-'} | {traffic['failed'] if traffic else '-'} | {kinds} "
+            f"| {releases} |"
+        )
+    out += [
+        "",
+        "| run | startup s | " + " | ".join(f"{label} s" for _key, label in MIGRATION_PHASES) + " | batches s |",
+        "|---|---|" + "---|" * len(MIGRATION_PHASES) + "---|",
+    ]
+    for key, label in MIGRATION_RUNS:
+        run = runs.get(key)
+        if run is None or not run["phases"]:
+            continue
+        batches = ", ".join(f"{'+'.join(batch['hosts'])} {batch['seconds']:.1f}" for batch in run["batches"]) or "-"
+        out.append(
+            f"| {label} | {run['startup_seconds']:.1f} | "
+            + " | ".join(f"{run['phases'][phase]:.1f}" for phase, _label in MIGRATION_PHASES)
+            + f" | {batches} |"
+        )
+    out += ["", "| run | phase | migration | seconds |", "|---|---|---|---|"]
+    for key, label in MIGRATION_RUNS:
+        run = runs.get(key)
+        if run is None:
+            continue
+        for phase, when in (("migrations_before_switch", "before"), ("migrations_after_switch", "after")):
+            out += [
+                f"| {label} | {when} the switch | `{entry['migration']}` | {entry['seconds']:.3f} |"
+                for entry in run[phase]["migrations"]
+            ]
+    shared = sorted({name for run in runs.values() for name in run.get("other_containers", [])})
+    loads = [f"{run['load_average_1_5_15'][0]:g}" for run in runs.values() if "load_average_1_5_15" in run]
+    if shared or loads:
+        out += [
+            "",
+            f"The machine ({machine['cpus']} CPUs) was not the lab's alone: load average (1 min) at the end of each "
+            f"run {', '.join(loads) or 'not recorded'}; other containers running meanwhile: "
+            f"{', '.join(shared) or 'none'}. The seconds are this machine's on that day, not a rollout's cost alone.",
+        ]
+    refused, two_phase = runs.get("m3_refused"), runs.get("m3_two_phase")
+    if refused:
+        out += [
+            "",
+            f"m3 refused: the run knew at {refused.get('until_switch_seconds', 0):.1f} s that it would stop (the end "
+            f"of the migrate play, no host switched) and exited {refused['exit_code']} after "
+            f"{refused['seconds']:.1f} s; "
+            f"`Hit` kept its columns ({', '.join(refused['hit_columns_after'])}). Its failure: "
+            f"{(refused['failure'] or '').strip()}",
+        ]
+    if two_phase:
+        out += [
+            "",
+            f"m3 in two phases: made nullable before the switch: {', '.join(two_phase['made_nullable']) or 'nothing'}; "
+            f"`Hit`'s columns at the end: {', '.join(two_phase['hit_columns_after'])}.",
+        ]
+    return out
+
+
+def markdown(
+    results: Json,
+    notes: str,
+    chart_name: str,
+    causes: Json | None = None,
+    scale: Json | None = None,
+    migrations: Json | None = None,
+) -> str:
     machine = results["machine"]
     scales: list[str] = []
     errors: list[str] = []
@@ -416,6 +537,8 @@ def markdown(results: Json, notes: str, chart_name: str, causes: Json | None = N
             )
     if scale:
         out += scale_section(scale)
+    if migrations:
+        out += migrations_section(migrations)
     if notes.strip():
         out += ["", notes.strip()]
     return "\n".join(out) + "\n"
@@ -503,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notes", type=Path, default=HERE / "notes.md")
     parser.add_argument("--p99-causes", type=Path, default=HERE / "p99-causes.json")
     parser.add_argument("--scale", type=Path, default=HERE / "scale.json")
+    parser.add_argument("--migrations", type=Path, default=HERE / "migrations.json")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     options = parser.parse_args(argv)
     results = json.loads(options.results.read_text())
@@ -514,7 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     # Only bench/scale.py's current form: the fleets measured over SSH, with their batches.
     if scale and not all("rollout_count" in fleet for fleet in scale["fleets"]):
         scale = None
-    options.output.write_text(markdown(results, notes, chart_path.name, causes, scale))
+    migrations = json.loads(options.migrations.read_text()) if options.migrations.exists() else None
+    options.output.write_text(markdown(results, notes, chart_path.name, causes, scale, migrations))
     print(f"wrote {options.output} and {chart_path}")
     return 0
 

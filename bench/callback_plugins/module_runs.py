@@ -92,7 +92,9 @@ class CallbackModule(CallbackBase):
             self._count(result)
 
     v2_runner_on_ok = _finished
-    v2_runner_on_failed = _finished
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._finished(result)
 
     def v2_runner_on_unreachable(self, result):
         pass
