@@ -454,7 +454,7 @@ def run(arguments: argparse.Namespace, result: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("phase", choices=["before", "after"])
     parser.add_argument("--mode", choices=["refuse", "two_phase", "one_phase"], default="refuse")
     parser.add_argument("--serving", action="store_true", help="a previous release serves during the rollout")
