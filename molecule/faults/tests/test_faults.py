@@ -199,6 +199,10 @@ BAD_INPUTS = [
     ("rollout_serial", "half"),
     ("rollout_rollback_on_failure", "maybe"),
     ("rollout_report", "/nonexistent/reports/rollout.json"),
+    ("rollout_migrations", "both"),
+    ("django_app_migrate_mode", "later"),
+    ("django_app_migrations_safe", ["hello 0003"]),
+    ("django_app_migrate_lock_timeout", 0),
 ]
 
 
