@@ -9,7 +9,6 @@ locked (fails within the lock timeout, naming the table).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -20,7 +19,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import jsonschema
 import pytest
 import testinfra
 
@@ -28,13 +26,17 @@ PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resol
 sys.path.insert(0, str(PROJECT / "tests" / "load"))
 
 from loadgen import LoadConfig, LoadReport, LoadRun  # noqa: E402
+from test_rolling import APP_HOSTS, INVENTORY, LOAD_BALANCER, host_release, run_report  # noqa: E402
 
 from conftest import run_playbook, words  # noqa: E402
 
-INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-APP_HOSTS = ["django-asgi-rolling-app1", "django-asgi-rolling-app2", "django-asgi-rolling-app3"]
-LOAD_BALANCER = "http://127.0.0.1:18180"
 LOCK_FILE = "/run/lock/django-asgi-rollout-demo.json"
+# psql on the database host, as PostgreSQL's superuser, in the demo's database.
+PSQL = ["docker", "exec", "django-asgi-rolling-db", "sudo", "-u", "postgres", "psql", "-d", "demo"]
+END_THE_HOLDER = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+    " WHERE query LIKE '%LOCK TABLE hello_hit%' AND pid <> pg_backend_pid()"
+)
 
 MIGRATION = """from django.db import migrations, models
 
@@ -91,16 +93,6 @@ def sources(tmp_path_factory) -> dict[str, Path]:
     return found
 
 
-@pytest.fixture(scope="module")
-def app_hosts():
-    return {name: testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}") for name in APP_HOSTS}
-
-
-@pytest.fixture(scope="module")
-def database():
-    return testinfra.get_host(f"ansible://django-asgi-rolling-db?ansible_inventory={INVENTORY}")
-
-
 def roll(source: Path, release_id: str, report: Path, *arguments: str) -> tuple[int, str, LoadReport]:
     """site.yml to a release under write load through the load balancer (two POST /db workers)."""
     config = LoadConfig(
@@ -135,19 +127,17 @@ def assert_no_failure(figures: LoadReport) -> None:
     assert figures.websocket_failed == 0, figures.failures
 
 
-def run_report(path: Path) -> dict:
-    report = json.loads(path.read_text())
-    jsonschema.validate(report, json.loads((PROJECT / "playbooks" / "report.schema.json").read_text()))
-    return report
+@pytest.fixture(scope="module")
+def app_hosts():
+    return {name: testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}") for name in APP_HOSTS}
 
 
-def host_release(host) -> str:
-    return json.loads(host.check_output("curl -sS --max-time 5 http://127.0.0.1/whoami"))["release"]
+def psql(query: str) -> str:
+    return subprocess.run([*PSQL, "-tAc", query], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def hit_columns(database) -> list[str]:
-    query = "SELECT column_name FROM information_schema.columns WHERE table_name = 'hello_hit' ORDER BY column_name"
-    return database.check_output(f'sudo -u postgres psql -d demo -tAc "{query}"').split()
+def hit_columns() -> list[str]:
+    return psql("SELECT column_name FROM information_schema.columns WHERE table_name = 'hello_hit'").split()
 
 
 def assert_unlocked(app_hosts) -> None:
@@ -169,7 +159,7 @@ def test_5_an_additive_release_rolls_in_one_phase_under_write_load(app_hosts, so
 
 
 def test_6_a_release_that_drops_a_column_the_serving_release_writes_is_refused_before_any_change(
-    app_hosts, database, sources, tmp_path
+    app_hosts, sources, tmp_path
 ):
     code, output, figures = roll(sources["v6"], "v6", tmp_path / "report.json")
     assert code != 0
@@ -184,12 +174,12 @@ def test_6_a_release_that_drops_a_column_the_serving_release_writes_is_refused_b
     run = run_report(tmp_path / "report.json")
     assert run["outcome"] == "failed" and "hello.0004_remove_hit_note" in run["failure"]
     assert {host_release(host) for host in app_hosts.values()} == {"v5"}
-    assert "note" in hit_columns(database)
+    assert "note" in hit_columns()
     assert_unlocked(app_hosts)
 
 
 def test_7_the_same_release_in_two_phases_fails_no_request_and_drops_the_column_at_the_end(
-    app_hosts, database, sources, tmp_path
+    app_hosts, sources, tmp_path
 ):
     code, _output, figures = roll(sources["v6"], "v6", tmp_path / "report.json", "-e", "rollout_migrations=two_phase")
     assert code == 0
@@ -202,7 +192,7 @@ def test_7_the_same_release_in_two_phases_fails_no_request_and_drops_the_column_
     assert migrations["made_nullable"] == ["hello_hit.note"]
     assert migrations["waiting_for_after_switch"] == []
     assert {host_release(host) for host in app_hosts.values()} == {"v6"}
-    assert "note" not in hit_columns(database)
+    assert "note" not in hit_columns()
     assert_unlocked(app_hosts)
 
 
@@ -236,34 +226,17 @@ class Prober:
         self._thread.join(timeout=30)
 
 
-def test_8_a_migration_behind_a_held_table_lock_fails_within_the_timeout_naming_the_table(
-    app_hosts, database, sources, tmp_path
-):
+def test_8_a_migration_behind_a_held_table_lock_fails_within_the_timeout_naming_the_table(app_hosts, sources, tmp_path):
     # A session holds hello_hit as a long transaction would, until the test ends it.
     holder = subprocess.Popen(
-        [
-            "docker",
-            "exec",
-            "django-asgi-rolling-db",
-            "sudo",
-            "-u",
-            "postgres",
-            "psql",
-            "-d",
-            "demo",
-            "-c",
-            "BEGIN; LOCK TABLE hello_hit IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(300);",
-        ],
+        [*PSQL, "-c", "BEGIN; LOCK TABLE hello_hit IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(300);"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30
         locked = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'hello_hit'"
-        while (
-            time.monotonic() < deadline
-            and database.check_output(f'sudo -u postgres psql -d demo -tAc "{locked}"') == "0"
-        ):
+        while time.monotonic() < deadline and psql(locked) == "0":
             time.sleep(0.5)
         with Prober() as probes:
             started = time.monotonic()
@@ -283,24 +256,7 @@ def test_8_a_migration_behind_a_held_table_lock_fails_within_the_timeout_naming_
             )
             seconds = time.monotonic() - started
     finally:
-        subprocess.run(
-            [
-                "docker",
-                "exec",
-                "django-asgi-rolling-db",
-                "sudo",
-                "-u",
-                "postgres",
-                "psql",
-                "-d",
-                "demo",
-                "-c",
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%LOCK TABLE hello_hit%' "
-                "AND pid <> pg_backend_pid();",
-            ],
-            check=False,
-            capture_output=True,
-        )
+        psql(END_THE_HOLDER)
         holder.wait(timeout=30)
     assert code != 0
     text = words(output)
@@ -311,6 +267,6 @@ def test_8_a_migration_behind_a_held_table_lock_fails_within_the_timeout_naming_
     run = run_report(tmp_path / "report.json")
     assert run["outcome"] == "failed" and "could not lock hello_hit" in run["failure"]
     assert {host_release(host) for host in app_hosts.values()} == {"v6"}
-    assert "flag" not in hit_columns(database)
+    assert "flag" not in hit_columns()
     assert_unlocked(app_hosts)
     print(f"the locked rollout ended after {seconds:.1f} s")
