@@ -135,6 +135,7 @@ def test_a_migration_the_serving_release_would_break_on_is_refused_with_both_way
     assert "migration shop.0002_change would break the serving release" in result["error"]
     assert "-e rollout_migrations=two_phase" in result["error"]
     assert "django_app_migrations_safe" in result["error"]
+    assert "-e rollout_maintenance=true" in result["error"]
     assert applied(root) == ["0001_initial"]
 
 

@@ -170,6 +170,7 @@ def test_6_a_release_that_drops_a_column_the_serving_release_writes_is_refused_b
         "RemoveField hello.hit.note drops a column the serving release reads or writes" in text
     ), text[-2000:]
     assert "-e rollout_migrations=two_phase" in text and "django_app_migrations_safe" in text
+    assert "-e rollout_maintenance=true" in text
     assert "no host switched" in text
     run = run_report(tmp_path / "report.json")
     assert run["outcome"] == "failed" and "hello.0004_remove_hit_note" in run["failure"]

@@ -243,7 +243,8 @@ def _refuse_what_cannot_roll(executor: Any, planned: list[Planned], pending: lis
                 f"migration {entry.migration} would break the serving release during the rollout: "
                 f"{_describe(entry.unsafe()[0])}. Run it after every app host serves the new release "
                 f"(-e rollout_migrations=two_phase, or list {entry.migration} in django_app_migrations_after_switch), "
-                f"or list it in django_app_migrations_safe if the serving release does not use what it changes"
+                f"or roll it with the site in maintenance (-e rollout_maintenance=true); if the serving release does "
+                f"not use what it changes, list it in django_app_migrations_safe"
             )
     # migrate APP MIGRATION applies every ancestor first: a migration before the
     # switch cannot depend on one left for after it.
