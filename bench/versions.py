@@ -5,8 +5,9 @@ balancer and 3 app hosts, bench/bench.py's lab) with an empty controller cache: 
 no-change re-run, then a new release rolled out under the same load as bench/bench.py's rollouts
 (after 20 s of steady load). Writes bench/versions.json and bench/VERSIONS.md.
 
-The earlier version is the git tag ``speed-baseline`` (main when that work began), checked out as
-a worktree under .cache/bench/ and run as the collection from there.
+The earlier version is commit 227a260, main when that work began (named ``speed-baseline`` in the
+results), checked out as a worktree under .cache/bench/ and run as the collection from there. It is
+named by its commit: a tag does not travel with a clone of main.
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ import bench  # beside this file
 from bench import ROOT, WORK, Json, log
 
 HOSTS = 3
+# main before the rollout speed work, and the name its figures go by.
+BASELINE_COMMIT = "227a260"
 BASELINE_TAG = "speed-baseline"
 
 
-def worktree(tag: str) -> Path:
-    """The tagged version checked out beside the lab's files, with its own collections path."""
+def worktree(tag: str, commit: str) -> Path:
+    """The earlier version checked out beside the lab's files, with its own collections path."""
     tree = WORK / f"tree-{tag}"
     if not tree.exists():
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), tag], cwd=ROOT, check=True)
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT, check=True)
     link = WORK / f"collections-{tag}" / "ansible_collections" / "django_asgi" / "rollout"
     link.parent.mkdir(parents=True, exist_ok=True)
     if not link.is_symlink():
@@ -91,9 +94,10 @@ def report(results: Json) -> str:
         "# This version against the one before the speed work",
         "",
         f"Written by `bench/run-versions` on {results['machine']['date']}, commit `{results['machine']['commit']}`, "
-        f"against the tag `{BASELINE_TAG}`; {results['machine']['cpus']} CPUs shared by the controller, "
-        f"the lab's {HOSTS} app hosts and load balancer, and the load. Each version on fresh containers with an "
-        "empty controller cache, one after the other, the same load (bench/bench.py's mix) during the new release.",
+        f"against `{BASELINE_TAG}`, commit `{BASELINE_COMMIT}`; {results['machine']['cpus']} CPUs shared by the "
+        f"controller, the lab's {HOSTS} app hosts and load balancer, and the load. Each version on fresh containers "
+        "with an empty controller cache, one after the other, the same load (bench/bench.py's mix) during the new "
+        "release.",
         "",
         "| version | cold s | no-change s | no-change changed | new release under load s | failed / sent "
         "| p99 steady ms | p99 rollout ms | p99 ratio | task results per app host, cold / no-change "
@@ -144,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         results: Json = {"command": "bench/run-versions", "machine": bench.machine(), "runs": []}
         try:
-            baseline = worktree(BASELINE_TAG)
+            baseline = worktree(BASELINE_TAG, BASELINE_COMMIT)
             results["runs"].append(measure(BASELINE_TAG, baseline, WORK / f"collections-{BASELINE_TAG}"))
             results["runs"].append(measure("this version", ROOT, ROOT / ".cache" / "collections"))
         finally:
