@@ -22,6 +22,7 @@ host_names = load("test/host_name.py")
 specs = load("filter/specs.py")
 command_lines = load("test/command_line.py")
 processes = load("filter/processes.py")
+command_failure = load("filter/command_failure.py")
 
 
 @pytest.mark.parametrize("value", ["10.0.0.5", "10.0.0.0/24", "::1", "2001:db8::/32", "172.18.0.2/32"])
@@ -112,3 +113,41 @@ def test_the_rollout_digest_follows_the_code_the_options_and_the_release(tmp_pat
     assert digest.collection_digest(copy) == code
     (copy / "roles" / "nginx_proxy" / "templates" / "site.conf.j2").write_text("# changed\n")
     assert digest.collection_digest(copy) != code
+
+
+SETTINGS_TRACEBACK = """Running as unit: run-u12.service
+Traceback (most recent call last):
+  File "<frozen runpy>", line 198, in _run_module_as_main
+  File "/srv/demo/venvs/abc/lib/python3.11/site-packages/django/__main__.py", line 9, in <module>
+    management.execute_from_command_line()
+  File "/srv/demo/releases/v9/src/demo/settings.py", line 106, in <module>
+    SECRET = os.environ["DEMO_HOLDOUT"]
+             ~~~~~~~~~~^^^^^^^^^^^^^^^^
+  File "<frozen os>", line 679, in __getitem__
+KeyError: 'DEMO_HOLDOUT'
+Finished with result: exit-code
+Main processes terminated with: code=exited/status=1
+"""
+
+
+def test_a_traceback_is_told_by_the_projects_file_and_line_and_the_exception():
+    result = {"stderr": SETTINGS_TRACEBACK, "stdout": "", "msg": "non-zero return code"}
+    assert command_failure.command_failure(result) == "demo/settings.py:106: KeyError: 'DEMO_HOLDOUT'"
+
+
+def test_a_traceback_wholly_in_the_venv_is_told_by_its_exception():
+    stderr = (
+        "Traceback (most recent call last):\n"
+        '  File "/srv/demo/venvs/abc/lib/python3.11/site-packages/django/core/management/base.py", line 5, in x\n'
+        "django.core.exceptions.ImproperlyConfigured: The STATIC_ROOT setting must not be empty\n"
+    )
+    assert command_failure.command_failure({"stderr": stderr}) == (
+        "django.core.exceptions.ImproperlyConfigured: The STATIC_ROOT setting must not be empty"
+    )
+
+
+def test_other_output_is_told_by_its_last_lines_without_systemd_runs_own():
+    stderr = "Running as unit: run-u3.service\nwarming up\nE: Unable to locate package lib pq5\n"
+    stderr += "Finished with result: exit-code\n"
+    assert command_failure.command_failure({"stderr": stderr}) == "warming up / E: Unable to locate package lib pq5"
+    assert command_failure.command_failure({"stderr": "", "msg": "the builder failed"}) == "the builder failed"

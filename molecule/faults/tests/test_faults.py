@@ -344,6 +344,36 @@ def test_8_a_release_whose_migrations_fail_switches_no_host(hosts, source_with_a
         assert not hosts[name].file(LOCK).exists, name
 
 
+def test_8b_a_release_whose_settings_raise_names_the_file_line_and_exception(hosts, tmp_path):
+    """The most common deploy failure: settings that read an environment variable the host does not have."""
+    source = tmp_path / "demo"
+    subprocess.run(["cp", "-a", str(PROJECT / "examples" / "demo"), str(source)], check=True)
+    settings = source / "demo" / "settings.py"
+    text = settings.read_text()
+    settings.write_text(text + 'HOLDOUT_KEY = os.environ["DEMO_HOLDOUT_KEY"]\n')
+    line = text.count("\n") + 1
+    report = tmp_path / "report.json"
+    returncode, output = run_playbook(
+        "site.yml",
+        "-e",
+        "django_app_release_id=f-bad-settings",
+        "-e",
+        f"django_app_source={source}",
+        "-e",
+        f"rollout_report={report}",
+    )
+    assert returncode != 0
+    reason = f"demo/settings.py:{line}: KeyError: 'DEMO_HOLDOUT_KEY'"
+    last = words(output[output.rindex("The rollout stopped") :])
+    assert 'building the release failed at "Collect the static files into the release"' in last, last
+    assert reason in last, last
+    assert reason in json.loads(report.read_text())["failure"]
+    assert releases_everywhere() == {name: "f1" for name in APP_URLS}
+    assert release_of(LOAD_BALANCER) == "f1"
+    for name in ALL_HOSTS:
+        assert not hosts[name].file(LOCK).exists, name
+
+
 def test_9_a_second_rollout_started_during_the_first_refuses_to_run(hosts):
     first = ansible_playbook(
         "site.yml", "-e", "django_app_release_id=f2", stdout=subprocess.PIPE, stderr=subprocess.STDOUT
