@@ -11,12 +11,12 @@ from typing import Any
 DOCUMENTATION = r"""
 name: command_failure
 short_description: One line saying why a failed command failed, from its output
-version_added: 0.4.0
+version_added: 0.3.0
 description:
-  - Takes a failed task's result (C(ansible_failed_result)). When its output holds a Python traceback, returns
+  - "Takes a failed task's result (C(ansible_failed_result)). When its output holds a Python traceback, returns
     the project's file and line the exception came from (the last frame outside the venv and the standard
     library, relative to the release's C(src)) and the exception's own line, such as
-    C(demo/settings.py:106: KeyError: 'DEMO_SECRET_KEY').
+    C(demo/settings.py:106: KeyError: 'DEMO_SECRET_KEY')."
   - Otherwise the last non-empty lines of its stderr (systemd-run's own lines left out), else its C(msg).
 options:
   _input:
@@ -49,7 +49,7 @@ _KEPT_LINES = 2
 
 def _project_path(path: str) -> str:
     """A file of the release, as the project names it: what follows the release's src/ directory."""
-    _, found, inside = path.partition("/src/")
+    _release, found, inside = path.partition("/src/")
     return inside if found else path
 
 
