@@ -164,7 +164,7 @@ def canary_verdict(
         ratio = canary["p95_ms"] / baseline["p95_ms"] if baseline["p95_ms"] else float("inf")
         reasons.append(
             f"p95 {canary['p95_ms']} ms, {ratio:.1f}x the {baseline['p95_ms']} ms on {against} "
-            f"(budget {max_latency_ratio:g}x) {over}"
+            f"(budget {max_latency_ratio:g}x)" + ("" if reasons else f" {over}")
         )
     if reasons:
         return figures | {
