@@ -162,7 +162,7 @@ def read_windows(path: str, windows: dict[str, tuple[float, float]], exclude: se
             figures["p95_ms"] = p95(figures["latency_ms"])
             if figures["requests"] > 1:
                 figures["median_ms"] = statistics.median_low(
-                    [ms for ms, count in figures["latency_ms"].items() for _ in range(count)]
+                    [ms for ms, count in figures["latency_ms"].items() for _copy in range(count)]
                 )
             else:
                 figures["median_ms"] = next(iter(figures["latency_ms"]), 0)
