@@ -64,7 +64,7 @@ PHASES = (
     ("migrate_before_switch", MIGRATE_BEFORE),
     ("switch", CONVERGE),
     ("migrate_after_switch", MIGRATE_AFTER),
-    ("report", "Roll the hosts already done back, when a later batch failed"),
+    ("report", "Roll the hosts already done back, when a later batch failed or the canary stopped the release"),
 )
 
 MIGRATION = """from django.db import migrations, models

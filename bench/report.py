@@ -1,7 +1,7 @@
 """Write bench/RESULTS.md and bench/results.png from bench/results.json (written by bench/bench.py).
 
-Sections 5 and 6 come from bench/scale.json and bench/migrations.json (bench/scale.py, bench/migrations.py)
-when they exist.
+Sections 5, 6 and 7 come from bench/scale.json, bench/migrations.json and bench/canary.json
+(bench/scale.py, bench/migrations.py, bench/canary.py) when they exist.
 
 The figures and the verdicts against the targets come from the JSON alone; bench/notes.md, written by
 hand, explains the causes behind them and is copied in at the end.
@@ -312,6 +312,112 @@ def migrations_section(migrations: Json) -> list[str]:
     return out
 
 
+CANARY_RUNS = (
+    ("c1_first_deploy", "c1, first deploy (no load)"),
+    ("c2_no_window", "c2, no window"),
+    ("c3_first_batch", "c3, first batch watched"),
+    ("c4_every_batch", "c4, every batch watched"),
+)
+
+
+def window_figures(window: Json | None) -> str:
+    if not window:
+        return "-"
+    return f"{'+'.join(window['hosts'])}: {window['requests']} req, {window['errors']} err, p95 {window['p95_ms']:g} ms"
+
+
+def canary_section(canary: Json) -> list[str]:
+    """bench/canary.py's figures: the same rollout with no canary window, the first batch's, every batch's."""
+    machine, load, runs = canary["machine"], canary["load"], canary["runs"]
+    out = [
+        "",
+        "## 7. What a canary window adds to a rollout",
+        "",
+        f"`{canary['command']}` on {machine['date']}, the collection at commit "
+        f"`{canary.get('collection_commit', machine['commit'])}` (a `git archive` of it), same machine, "
+        f"{canary['bench_seconds'] / 60:.0f} minutes: {canary['lab']}. One run after the other on the same fresh "
+        "lab: c1 is the demo; c2, c3 and c4 each add a comment to its views (code only, no migration), rolled out "
+        f"with no canary window, a {canary['window_seconds']} s window after the first batch, and one after every "
+        f"batch. Load through the load balancer (`tests/load/loadgen.py`): {load['http_workers']} GET workers, "
+        f"{load['slow_workers']} `/slow`, {load['post_workers']} POST `/db`, {load['websocket_sessions']} WebSocket "
+        "sessions. *switch* is the plays' timeline from the first batch's play to the play after the last batch "
+        "(the windows sit in it); each batch's seconds run from its play's start to the next play's; its canary "
+        "comes from the run's JSON report (`batches[].canary`).",
+        "",
+        "| run | arguments | exit | outcome | seconds | switch s | windows | sent | failed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, label in CANARY_RUNS:
+        run = runs.get(key)
+        if run is None:
+            continue
+        traffic = run.get("load")
+        switch = run["phases"].get("switch")
+        out.append(
+            f"| {label} | `{run['arguments'] or '-'}` | {run['exit_code']} | {run['outcome']} | {run['seconds']:.1f} "
+            f"| {f'{switch:.1f}' if switch is not None else '-'} | {run.get('canary_windows', 0)} "
+            f"| {traffic['sent'] if traffic else '-'} | {traffic['failed'] if traffic else '-'} |"
+        )
+    out += [
+        "",
+        "| run | batch | seconds | window s | judged | verdict | canary | baseline (window) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, label in CANARY_RUNS:
+        run = runs.get(key)
+        if run is None:
+            continue
+        for batch in run["batches"]:
+            watched = batch.get("canary")
+            if watched:
+                baseline = watched.get("baseline") or {}
+                out.append(
+                    f"| {label} | {'+'.join(batch['hosts'])} | {batch['seconds']:.1f} | {watched['seconds']:g} "
+                    f"| {'yes' if watched['judged'] else 'no'} | {watched['verdict']} "
+                    f"| {window_figures(watched.get('canary'))} "
+                    f"| {window_figures(baseline)} ({baseline.get('window', '-')}) |"
+                )
+            else:
+                out.append(f"| {label} | {'+'.join(batch['hosts'])} | {batch['seconds']:.1f} | - | - | - | - | - |")
+    none = runs.get("c2_no_window")
+    if none:
+        added = []
+        for key, label in CANARY_RUNS[2:]:
+            run = runs.get(key)
+            if run is None or not run.get("canary_windows"):
+                continue
+            extra = run["seconds"] - none["seconds"]
+            switch = run["phases"]["switch"] - none["phases"]["switch"]
+            per_window = (switch - run["canary_window_seconds"]) / run["canary_windows"]
+            added.append(
+                f"{label}: {extra:+.1f} s of wall time, {switch:+.1f} s of *switch* for {run['canary_windows']} "
+                f"window(s) of {run['canary_window_seconds'] / run['canary_windows']:g} s, that is "
+                f"{per_window:+.1f} s a window beyond its own seconds"
+            )
+        if added:
+            out += ["", "Against c2 (no window): " + "; ".join(added) + "."]
+    rolled = [batch for key, _label in CANARY_RUNS[1:] if key in runs for batch in runs[key]["batches"]]
+    watched = [batch["seconds"] for batch in rolled if batch.get("canary")]
+    unwatched = [batch["seconds"] for batch in rolled if not batch.get("canary")]
+    if watched and unwatched:
+        out += [
+            "",
+            f"Batch by batch, c2-c4: a batch with a window took {sum(watched) / len(watched):.1f} s on average "
+            f"({len(watched)} batches, {min(watched):.1f}-{max(watched):.1f} s), one without "
+            f"{sum(unwatched) / len(unwatched):.1f} s ({len(unwatched)}, {min(unwatched):.1f}-{max(unwatched):.1f} s).",
+        ]
+    shared = sorted({name for run in runs.values() for name in run.get("other_containers", [])})
+    loads = [f"{run['load_average_1_5_15'][0]:g}" for run in runs.values() if "load_average_1_5_15" in run]
+    out += [
+        "",
+        f"The machine ({machine['cpus']} CPUs) was not the lab's alone: a CI run of the project's tests, from "
+        f"another clone, shared it. Load average (1 min) at the end of each run {', '.join(loads) or 'not recorded'}; "
+        f"other containers running at a run's start or end: {', '.join(shared) or 'none'}. The seconds are this "
+        "machine's on that day, not a rollout's cost alone; the runs are side by side, so they share that noise.",
+    ]
+    return out
+
+
 def markdown(
     results: Json,
     notes: str,
@@ -319,6 +425,7 @@ def markdown(
     causes: Json | None = None,
     scale: Json | None = None,
     migrations: Json | None = None,
+    canary: Json | None = None,
 ) -> str:
     machine = results["machine"]
     scales: list[str] = []
@@ -539,6 +646,8 @@ def markdown(
         out += scale_section(scale)
     if migrations:
         out += migrations_section(migrations)
+    if canary:
+        out += canary_section(canary)
     if notes.strip():
         out += ["", notes.strip()]
     return "\n".join(out) + "\n"
@@ -627,6 +736,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--p99-causes", type=Path, default=HERE / "p99-causes.json")
     parser.add_argument("--scale", type=Path, default=HERE / "scale.json")
     parser.add_argument("--migrations", type=Path, default=HERE / "migrations.json")
+    parser.add_argument("--canary", type=Path, default=HERE / "canary.json")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     options = parser.parse_args(argv)
     results = json.loads(options.results.read_text())
@@ -639,7 +749,8 @@ def main(argv: list[str] | None = None) -> int:
     if scale and not all("rollout_count" in fleet for fleet in scale["fleets"]):
         scale = None
     migrations = json.loads(options.migrations.read_text()) if options.migrations.exists() else None
-    options.output.write_text(markdown(results, notes, chart_path.name, causes, scale, migrations))
+    canary = json.loads(options.canary.read_text()) if options.canary.exists() else None
+    options.output.write_text(markdown(results, notes, chart_path.name, causes, scale, migrations, canary))
     print(f"wrote {options.output} and {chart_path}")
     return 0
 
