@@ -14,21 +14,19 @@ import sys
 import time
 from pathlib import Path
 
-import jsonschema
 import pytest
 import testinfra
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(PROJECT / "tests" / "load"))
 
-from loadgen import LoadConfig, LoadReport, LoadRun  # noqa: E402
+from loadgen import LoadConfig, LoadReport  # noqa: E402
+from test_rolling import APP_HOSTS, INVENTORY, LOAD_BALANCER, run_report  # noqa: E402
+from test_schema import LOCK_FILE  # noqa: E402
+from test_schema import roll as rolled  # noqa: E402
 
-from conftest import run_playbook, words  # noqa: E402
+from conftest import words  # noqa: E402
 
-INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-APP_HOSTS = ["django-asgi-rolling-app1", "django-asgi-rolling-app2", "django-asgi-rolling-app3"]
-LOAD_BALANCER = "http://127.0.0.1:18180"
-LOCK_FILE = "/run/lock/django-asgi-rollout-demo.json"
 REQUEST_LOG = "/var/log/nginx/demo.requests.json"
 SECONDS = 8
 WINDOW = ["-e", f"rollout_canary_seconds={SECONDS}", "-e", "rollout_canary_min_requests=30"]
@@ -107,41 +105,23 @@ def sources(tmp_path_factory, database) -> dict[str, Path]:
     }
 
 
+# GETs and WebSockets, no writes: the canary judges the answers to these.
+GET_LOAD = LoadConfig(
+    base_url=LOAD_BALANCER,
+    duration=600,
+    max_requests=200000,
+    http_workers=3,
+    slow_workers=0,
+    post_workers=0,
+    websocket_sessions=1,
+    websocket_session_seconds=15,
+    request_interval=0.02,
+)
+
+
 def roll(source: Path, release_id: str, report: Path, *arguments: str) -> tuple[int, str, LoadReport]:
-    """site.yml to a release with a canary window, under GETs and WebSockets through the load balancer."""
-    config = LoadConfig(
-        base_url=LOAD_BALANCER,
-        duration=600,
-        max_requests=200000,
-        http_workers=3,
-        slow_workers=0,
-        post_workers=0,
-        websocket_sessions=1,
-        websocket_session_seconds=15,
-        request_interval=0.02,
-    )
-    with LoadRun(config) as load:
-        code, output = run_playbook(
-            "site.yml",
-            "-e",
-            f"django_app_source={source}",
-            "-e",
-            f"django_app_release_id={release_id}",
-            "-e",
-            f"rollout_report={report}",
-            *WINDOW,
-            *arguments,
-            inventory=INVENTORY,
-        )
-        figures = load.stop()
-    print(f"load during {release_id} {' '.join(arguments)}:\n{figures.summary()}")
-    return code, output, figures
-
-
-def run_report(path: Path) -> dict:
-    report = json.loads(path.read_text())
-    jsonschema.validate(report, json.loads((PROJECT / "playbooks" / "report.schema.json").read_text()))
-    return report
+    """site.yml to a release with a canary window, under GET_LOAD through the load balancer."""
+    return rolled(source, release_id, report, *WINDOW, *arguments, config=GET_LOAD)
 
 
 def host_release(host) -> str:
