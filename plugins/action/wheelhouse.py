@@ -3,7 +3,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Make on the controller the wheelhouse each kind of app host installs from.
 
-uv resolves the project's dependency file for the host's Python and platform;
+uv resolves the project's dependency file for the host's Python and platform,
+then once more with what the collection adds to the venv (the server's
+packages): where the project's own resolution already holds one of them, the
+project's version is kept, and refused when older than the server's minimum;
 pip downloads a wheel for each pin, or its source archive where none exists.
 Pure-Python source archives are built here; the rest are listed for a builder
 host, which builds them and hands the wheels back into ``built/<target>``.
@@ -33,8 +36,9 @@ from ansible.plugins.action import ActionBase
 try:  # ansible-core itself depends on packaging
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+    from packaging.version import Version
 except ImportError:  # pragma: no cover  (only in ansible-test's bare import check)
-    Requirement = canonicalize_name = parse_sdist_filename = parse_wheel_filename = None
+    Requirement = canonicalize_name = parse_sdist_filename = parse_wheel_filename = Version = None
 
 # Files that mean an extension module to compile.
 _COMPILED_SUFFIXES = {".c", ".cc", ".cpp", ".cxx", ".pyx", ".rs", ".f", ".f90", ".go", ".m"}
@@ -56,9 +60,9 @@ def dependency_kind(path: str) -> str:
     return "requirements"
 
 
-def inputs_digest(source: Path, requirements: str, extra: list[str]) -> str:
+def inputs_digest(source: Path, requirements: str, extra: list[str], minimums: list[dict] | None = None) -> str:
     """A digest of every file the resolution may read: dependency files only."""
-    digest = hashlib.sha256(json.dumps([requirements, sorted(extra)]).encode())
+    digest = hashlib.sha256(json.dumps([requirements, sorted(extra), minimums or []], sort_keys=True).encode())
     for root, dirs, files in os.walk(source):
         dirs[:] = sorted(d for d in dirs if d not in _PRUNED_DIRS)
         for name in sorted(files):
@@ -94,6 +98,37 @@ def pins(lock: str) -> list[tuple[str, str]]:
             raise ValueError(f"{line!r} is not pinned to one version")
         result.append((canonicalize_name(requirement.name), versions[0]))
     return result
+
+
+def keep_project_pins(extra: list[str], project: dict[str, str], minimums: list[dict], requirements: str) -> list[str]:
+    """What the collection adds to the venv, at the project's version wherever the project's resolution has one.
+
+    A package the project does not hold is added at the collection's pin. One it
+    holds keeps the project's version (and the collection's extras, such as
+    ``twisted[tls]``), unless that version is older than the minimum the server's
+    command line needs: then nothing is built and the message says which, and why.
+    """
+    oldest = {canonicalize_name(minimum["name"]): minimum for minimum in minimums}
+    kept = []
+    for line in extra:
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        version = project.get(name)
+        if version is None:
+            kept.append(line)
+            continue
+        minimum = oldest.get(name)
+        if minimum and Version(version) < Version(str(minimum["version"])):
+            server = f" ({minimum['server']})" if minimum.get("server") else ""
+            raise AnsibleActionFail(
+                f"{requirement.name} {version}, the version {requirements} pins, is older than {minimum['version']}, "
+                f"the oldest the ASGI server{server} works with: {minimum['why']}. Upgrade {requirement.name} to "
+                f"{minimum['version']} or later in the project, or choose another asgi_server_kind"
+            )
+        extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+        marker = f" ; {requirement.marker}" if requirement.marker else ""
+        kept.append(f"{requirement.name}{extras}=={version}{marker}")
+    return kept
 
 
 @contextlib.contextmanager
@@ -336,16 +371,26 @@ class Wheelhouse:
         return archive
 
 
-def make(cache: Path, python: str, source: Path, requirements: str, extra: list[str], target: dict) -> dict:
+def resolution(house: Wheelhouse, source: Path, requirements: str, extra: list[str], minimums: list[dict]) -> str:
+    """The pinned set for one target: the project's own first, then with what the collection adds; cached."""
+    resolved = house.cache / f"resolved-{house.name}-{inputs_digest(source, requirements, extra, minimums)}.txt"
+    if resolved.exists():
+        return resolved.read_text()
+    kept = []
+    if extra:
+        project = dict(pins(resolution(house, source, requirements, [], [])))
+        kept = keep_project_pins(extra, project, minimums, requirements)
+    lock = house.resolve(source, requirements, kept)
+    resolved.write_text(lock)
+    return lock
+
+
+def make(
+    cache: Path, python: str, source: Path, requirements: str, extra: list[str], target: dict, minimums=None
+) -> dict:
     """What one kind of host needs: done, or the source archives its builder must build first."""
     house = Wheelhouse(cache, python, target)
-    inputs = inputs_digest(source, requirements, extra)
-    resolved = cache / f"resolved-{house.name}-{inputs}.txt"
-    if resolved.exists():
-        lock = resolved.read_text()
-    else:
-        lock = house.resolve(source, requirements, extra)
-        resolved.write_text(lock)
+    lock = resolution(house, source, requirements, extra, list(minimums or []))
     key = hashlib.sha256(f"{house.name}\n{lock}".encode()).hexdigest()[:16]
     result = {
         "target": house.name,
@@ -373,7 +418,8 @@ def make_all(cache: Path, python: str, source: Path, requirements: str, targets:
     results = []
     for target in targets:
         extra = list(target.get("extra") or [])
-        results.append({**make(cache, python, source, requirements, extra, target), "request": target})
+        minimums = list(target.get("minimums") or [])
+        results.append({**make(cache, python, source, requirements, extra, target, minimums), "request": target})
     by_kind: dict[str, dict[str, tuple[str, str, Path]]] = {}
     for result in results:
         for name, version, sdist in result.get("_sources", []):

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = sorted(path.parent.parent.name for path in (ROOT / "roles").glob("*/meta/argument_specs.yml"))
@@ -56,8 +59,22 @@ def test_each_server_is_one_file_with_every_fact_the_role_reads(path: Path):
     assert list(definitions) == [f"_asgi_server_definition_{kind}"]
     definition = definitions[f"_asgi_server_definition_{kind}"]
     optional = {"workers_reason", "unit_settings"}
-    assert set(definition) - optional == {"packages", "workers", "max_workers", "processes", "wrapper", "command"}
+    assert set(definition) - optional == {
+        "packages",
+        "minimums",
+        "workers",
+        "max_workers",
+        "processes",
+        "wrapper",
+        "command",
+    }
     assert all("==" in package for package in definition["packages"]), "every package is pinned"
+    # Each minimum says why, and is one of the server's own packages, which the definition pins no older.
+    pins = {canonicalize_name(Requirement(line).name): Version(line.split("==")[1]) for line in definition["packages"]}
+    assert definition["minimums"], "the server's own package has a minimum"
+    for minimum in definition["minimums"]:
+        assert set(minimum) == {"name", "version", "why"} and minimum["why"], minimum
+        assert pins[canonicalize_name(minimum["name"])] >= Version(minimum["version"]), minimum
     assert f"bin/{kind} " in definition["command"] and "{{ _asgi_server_socket }}" in definition["command"]
     assert definition["max_workers"] == 0 or definition["workers_reason"]
     # A server that cannot safely run workers of its own still uses every core:

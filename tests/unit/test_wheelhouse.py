@@ -67,6 +67,48 @@ def test_a_uv_lock(tmp_path, project):
     assert "site" not in pins, "the project itself runs from its tree"
 
 
+GUNICORN = ["gunicorn==27.0.1", "uvicorn-worker==0.4.0", "uvicorn==0.54.0", "uvloop==0.23.0", "twisted[tls]==26.10.0"]
+GUNICORN_MINIMUMS = [
+    {"name": "gunicorn", "version": "25.1", "why": "--no-control-socket is new in 25.1", "server": "gunicorn"}
+]
+
+
+def test_the_projects_pins_win_over_the_servers_and_keep_its_extras():
+    project = {"gunicorn": "25.3.0", "uvicorn": "0.40.0", "twisted": "25.5.0", "django": "5.2.19"}
+    kept = wheelhouse.keep_project_pins(GUNICORN, project, GUNICORN_MINIMUMS, "uv.lock")
+    assert kept == [
+        "gunicorn==25.3.0",
+        "uvicorn-worker==0.4.0",
+        "uvicorn==0.40.0",
+        "uvloop==0.23.0",
+        "twisted[tls]==25.5.0",
+    ]
+
+
+def test_a_project_pin_older_than_the_servers_minimum_is_refused_naming_package_version_and_why():
+    with pytest.raises(wheelhouse.AnsibleActionFail) as raised:
+        wheelhouse.keep_project_pins(GUNICORN, {"gunicorn": "23.0.0"}, GUNICORN_MINIMUMS, "uv.lock")
+    assert str(raised.value.message) == (
+        "gunicorn 23.0.0, the version uv.lock pins, is older than 25.1, the oldest the ASGI server (gunicorn) "
+        "works with: --no-control-socket is new in 25.1. Upgrade gunicorn to 25.1 or later in the project, "
+        "or choose another asgi_server_kind"
+    )
+
+
+def test_a_uv_lock_that_pins_the_servers_packages_resolves_with_its_own_versions(tmp_path, project):
+    """The project's resolution and the servers' pins disagree: the project wins, uv still resolves it all."""
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "site"\nversion = "1"\nrequires-python = ">=3.11"\n'
+        'dependencies = ["Django==5.2.19", "gunicorn==25.1.0", "uvicorn-worker==0.3.0", "uvicorn==0.35.0"]\n'
+    )
+    subprocess.run([sys.executable, "-m", "uv", "lock", "--quiet"], cwd=project, check=True)
+    house = wheelhouse.Wheelhouse(tmp_path / "cache", sys.executable, BOOKWORM)
+    lock = wheelhouse.resolution(house, project, "uv.lock", GUNICORN[:4], GUNICORN_MINIMUMS)
+    pins = dict(wheelhouse.pins(lock))
+    assert (pins["gunicorn"], pins["uvicorn-worker"], pins["uvicorn"]) == ("25.1.0", "0.3.0", "0.35.0")
+    assert pins["uvloop"] == "0.23.0", "what the project does not hold comes at the collection's pin"
+
+
 def test_a_pin_that_does_not_exist_names_the_package(tmp_path, project):
     (project / "requirements.txt").write_text("docopt==99.0\n")
     with pytest.raises(wheelhouse.AnsibleActionFail, match=r"cannot be resolved for Python 3\.11.*docopt==99\.0"):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -215,4 +217,100 @@ def test_a_requirement_that_cannot_be_had_fails_before_any_host_switches(line, e
     last = words(output[output.rindex("The rollout stopped") :])
     assert expected in last, last
     assert releases() == before, "a host switched despite the failed build"
+    no_host_holds_the_lock()
+
+
+# --- A project that pins the servers' packages itself -------------------------------
+
+# gunicorn, its uvicorn worker and uvicorn at versions other than the server definitions' pins.
+PINNED = {"gunicorn": "25.1.0", "uvicorn-worker": "0.3.0", "uvicorn": "0.35.0"}
+# app1 stays on gunicorn; app2 moves from granian to uvicorn, both from the project's own lock.
+PINNED_SERVERS = {"django-asgi-projects-app1": "gunicorn", "django-asgi-projects-app2": "uvicorn"}
+KIND_BY_HOST = json.dumps(
+    {"asgi_server_kind": "{{ 'uvicorn' if inventory_hostname == 'django-asgi-projects-app2' else 'gunicorn' }}"}
+)
+
+
+def locked_branch(branch: str, pins: dict[str, str]) -> None:
+    """A branch of the project whose dependencies are a pyproject.toml and its uv.lock, as uv writes them."""
+    git("checkout", "--quiet", "-B", branch, "main")
+    lines = [line.split("#")[0].strip() for line in (REPOSITORY / "requirements" / "base.txt").read_text().splitlines()]
+    dependencies = [line for line in lines if line] + ["psycopg2==2.9.10"]
+    # uvicorn as projects ask for it, with its extras (uvloop, httptools, websockets at uv's choice).
+    extras = {"uvicorn": "[standard]"}
+    dependencies += [f"{name}{extras.get(name, '')}=={version}" for name, version in pins.items()]
+    (REPOSITORY / "pyproject.toml").write_text(
+        '[project]\nname = "bookshelf"\nversion = "1.0"\nrequires-python = ">=3.11"\n'
+        f"dependencies = {json.dumps(dependencies)}\n"
+    )
+    subprocess.run([sys.executable, "-m", "uv", "lock", "--quiet"], cwd=REPOSITORY, check=True, timeout=300)
+    git("add", "pyproject.toml", "uv.lock")
+    git("commit", "--quiet", "-m", f"bookshelf locked with uv ({branch})")
+    git("checkout", "--quiet", "main")
+
+
+def managed_state(name: str) -> str:
+    """Path, size, mode and time of what the rollout manages on a host, and its running units."""
+    return host(name).check_output(
+        "find /srv/bookshelf /etc/nginx /etc/systemd/system -xdev -path /srv/bookshelf/shared -prune"
+        " -o -printf '%p %s %m %T@\\n' 2>/dev/null | sort | sha1sum;"
+        " systemctl list-units --plain --no-legend --state=running 'bookshelf@*' nginx.service"
+    )
+
+
+def installed(name: str, release: str, packages: list[str]) -> dict[str, str]:
+    """The versions of packages in the venv a release runs on, as the host's Python reads its metadata."""
+    venv = host(name).check_output(f"ls -d /srv/bookshelf/releases/{release}/venv-*")
+    program = f"import importlib.metadata as m, json; print(json.dumps({{p: m.version(p) for p in {packages!r}}}))"
+    return json.loads(host(name).check_output(f"{venv}/bin/python -c {shlex.quote(program)}"))
+
+
+def test_a_lock_pin_older_than_the_servers_minimum_is_refused_before_any_host_changes():
+    locked_branch("too-old", {**PINNED, "gunicorn": "23.0.0"})
+    before = {name: managed_state(name) for name in ALL_HOSTS}
+    returncode, output = run_playbook(
+        "site.yml",
+        "-e",
+        "django_app_source_version=too-old",
+        "-e",
+        "django_app_requirements_file=uv.lock",
+        "-e",
+        KIND_BY_HOST,
+        inventory=INVENTORY,
+    )
+    assert returncode != 0
+    last = words(output[output.rindex("The rollout stopped") :])
+    assert (
+        "gunicorn 23.0.0, the version uv.lock pins, is older than 25.1, the oldest the ASGI server (gunicorn) "
+        "works with: its --no-control-socket option is new in gunicorn 25.1" in last
+    ), last
+    assert {name: managed_state(name) for name in ALL_HOSTS} == before
+    no_host_holds_the_lock()
+
+
+def test_a_lock_that_pins_the_servers_deploys_with_its_own_versions_under_load():
+    locked_branch("pinned", PINNED)
+    with Load() as load:
+        returncode, output = run_playbook(
+            "site.yml",
+            "-e",
+            "django_app_source_version=pinned",
+            "-e",
+            "django_app_requirements_file=uv.lock",
+            "-e",
+            KIND_BY_HOST,
+            inventory=INVENTORY,
+            echo=False,
+        )
+    print(output[-3000:])
+    print(f"load during the rollout: sent {load.sent}, failed {len(load.failures)}: {load.failures[:5]}")
+    assert returncode == 0
+    assert load.sent > 50 and load.failures == []
+    for name, port in APP_PORTS.items():
+        seen = whoami(f"http://127.0.0.1:{port}")
+        assert seen["server"] == PINNED_SERVERS[name], seen
+        versions = installed(name, seen["release"], sorted(PINNED))
+        # The whole lock is installed on both; gunicorn's are what its command runs.
+        assert versions == PINNED, (name, versions)
+    assert whoami(LOAD_BALANCER)["release"] in set(releases().values())
     no_host_holds_the_lock()
