@@ -17,7 +17,9 @@ description:
     the project's file and line the exception came from (the last frame outside the venv and the standard
     library, relative to the release's C(src)) and the exception's own line, such as
     C(demo/settings.py:106: KeyError: 'DEMO_SECRET_KEY')."
-  - Otherwise the last non-empty lines of its stderr (systemd-run's own lines left out), else its C(msg).
+  - Otherwise the last non-empty lines of its stderr (systemd-run's own lines left out), else its C(msg) on one line.
+  - A C(msg) that ends in the journal of a colour that did not start (C(Last journal lines:)) becomes its first
+    sentences and the cause the journal gives, read as above with journalctl's own prefixes left out.
 options:
   _input:
     description: The failed task's result.
@@ -45,6 +47,11 @@ _SYSTEMD_RUN = re.compile(
     r"^(Running as unit|Finished with result|Main processes terminated|Service runtime|CPU time|Memory peak|IP traffic)"
 )
 _KEPT_LINES = 2
+# A message over several lines (Django's for a CSS file's missing reference) is kept to its first paragraph.
+_EXCEPTION_LINES = 3
+# journalctl's short output: "Dec 06 21:23:43 app1 uvicorn[4840]: " before each line.
+_JOURNAL_PREFIX = re.compile(r"^[A-Z][a-z]{2} [ 0-9]?[0-9] [0-9:]{8} \S+ [^:\s]+(\[[0-9]+\])?: ")
+_JOURNAL_HEADER = "Last journal lines:"
 
 
 def _project_path(path: str) -> str:
@@ -61,10 +68,7 @@ def traceback_reason(output: str) -> str | None:
         return None
     tail = lines[starts[-1] :]
     frames = [match for match in map(_FRAME.match, tail) if match]
-    exception = ""
-    for line in tail[1:]:
-        if line and not line.startswith((" ", "\t", *_NOT_EXCEPTION)) and not _SYSTEMD_RUN.match(line):
-            exception = line.strip()
+    exception = exception_line(tail)
     if not exception:
         return None
     project = [frame for frame in frames if not any(part in frame["path"] for part in _OUTSIDE)]
@@ -73,16 +77,50 @@ def traceback_reason(output: str) -> str | None:
     return f"{_project_path(project[-1]['path'])}:{project[-1]['line']}: {exception}"
 
 
+def exception_line(traceback: list[str]) -> str:
+    """The exception a traceback ends with, on one line: its first line and those that go on from it."""
+    frames = [index for index, line in enumerate(traceback) if _FRAME.match(line)]
+    after = traceback[frames[-1] + 1 :] if frames else traceback[1:]
+    told: list[str] = []
+    for line in after:
+        if _SYSTEMD_RUN.match(line.strip()) or line.startswith(_NOT_EXCEPTION):
+            break
+        if not told:
+            # The frame's own source lines (and the carets under them) come first, indented.
+            if line and not line.startswith((" ", "\t")):
+                told.append(line.strip())
+            continue
+        if not line.strip() or len(told) == _EXCEPTION_LINES:
+            break
+        told.append(line.strip())
+    return " ".join(told)
+
+
+def last_lines(output: str) -> str:
+    """The last non-empty lines of a command's own output, on one line."""
+    own = [line.strip() for line in output.splitlines() if line.strip() and not _SYSTEMD_RUN.match(line.strip())]
+    return " / ".join(own[-_KEPT_LINES:])
+
+
+def journal_reason(message: str) -> str | None:
+    """A failed start's message, on one line: what it says before the journal, and the cause the journal gives."""
+    head, found, journal = message.partition(_JOURNAL_HEADER)
+    if not found:
+        return None
+    plain = "\n".join(_JOURNAL_PREFIX.sub("", line) for line in journal.splitlines())
+    cause = traceback_reason(plain) or last_lines(plain)
+    head = " ".join(head.split())
+    return f"{head} {cause}".strip() if cause else head
+
+
 def command_failure(result: dict[str, Any]) -> str:
     stderr = str(result.get("stderr") or "")
     stdout = str(result.get("stdout") or "")
-    reason = traceback_reason(stderr) or traceback_reason(stdout)
+    reason = traceback_reason(stderr) or traceback_reason(stdout) or last_lines(stderr)
     if reason:
         return reason
-    own = [line.strip() for line in stderr.splitlines() if line.strip() and not _SYSTEMD_RUN.match(line.strip())]
-    if own:
-        return " / ".join(own[-_KEPT_LINES:])
-    return str(result.get("msg") or "failed")
+    message = str(result.get("msg") or "failed")
+    return journal_reason(message) or " ".join(message.split())
 
 
 class FilterModule:

@@ -151,3 +151,52 @@ def test_other_output_is_told_by_its_last_lines_without_systemd_runs_own():
     stderr += "Finished with result: exit-code\n"
     assert command_failure.command_failure({"stderr": stderr}) == "warming up / E: Unable to locate package lib pq5"
     assert command_failure.command_failure({"stderr": "", "msg": "the builder failed"}) == "the builder failed"
+
+
+def test_a_colour_that_did_not_start_is_told_in_one_line_by_the_cause_its_journal_gives():
+    message = (
+        "Release f5-broken on uvicorn (green) did not pass its health probe\n(/run/demo/green.sock: -1\n).\n"
+        "The previous colour blue keeps serving.\nLast journal lines:\n"
+        "Dec 06 21:23:43 app1 uvicorn[4840]: Traceback (most recent call last):\n"
+        'Dec 06 21:23:43 app1 uvicorn[4840]:   File "/srv/demo/venvs/6151/lib/python3.11/site-packages/uvicorn/'
+        'config.py", line 434, in load_app\n'
+        "Dec 06 21:23:43 app1 uvicorn[4840]:     return import_from_string(self.app)\n"
+        'Dec 06 21:23:43 app1 uvicorn[4840]:   File "/srv/demo/releases/f5-broken/src/demo/asgi.py", line 22, '
+        "in <module>\n"
+        'Dec 06 21:23:43 app1 uvicorn[4840]:     raise RuntimeError("release f5 is broken on purpose")\n'
+        "Dec 06 21:23:43 app1 uvicorn[4840]: RuntimeError: release f5 is broken on purpose\n"
+    )
+    assert command_failure.command_failure({"msg": message}) == (
+        "Release f5-broken on uvicorn (green) did not pass its health probe (/run/demo/green.sock: -1 )."
+        " The previous colour blue keeps serving. demo/asgi.py:22: RuntimeError: release f5 is broken on purpose"
+    )
+
+
+def test_a_journal_with_no_traceback_gives_its_last_lines_and_a_plain_message_one_line():
+    message = (
+        "Release r2 on granian (blue) did not pass its health probe (/run/demo/blue.sock: 502 ).\nLast journal lines:\n"
+        "Dec 06 21:23:43 app1 granian[12]: [ERROR] bind failed\n"
+        "Dec 06 21:23:44 app1 systemd[1]: demo@blue.service: Failed with result 'exit-code'.\n"
+    )
+    assert command_failure.command_failure({"msg": message}).endswith(
+        "(/run/demo/blue.sock: 502 ). [ERROR] bind failed / demo@blue.service: Failed with result 'exit-code'."
+    )
+    assert command_failure.command_failure({"msg": "nginx: [emerg] unknown directive\nnginx: test failed"}) == (
+        "nginx: [emerg] unknown directive nginx: test failed"
+    )
+
+
+def test_an_exception_over_several_lines_is_told_by_its_first_paragraph():
+    stderr = (
+        "Traceback (most recent call last):\n"
+        '  File "/srv/demo/venvs/a/lib/python3.11/site-packages/django/contrib/staticfiles/storage.py", line 9, in y\n'
+        "    raise ValueError(message)\n"
+        "ValueError: The CSS file 'hello/style.css' references a file which could not be found:\n"
+        "  hello/missing.png\n"
+        "\n"
+        "Please check the URL references in this CSS file, particularly any\n"
+        "relative paths which might be pointing to the wrong location.\n"
+    )
+    assert command_failure.command_failure({"stderr": stderr}) == (
+        "ValueError: The CSS file 'hello/style.css' references a file which could not be found: hello/missing.png"
+    )

@@ -398,6 +398,41 @@ def test_8b_a_release_whose_settings_raise_names_the_file_line_and_exception(hos
         assert not hosts[name].file(LOCK).exists, name
 
 
+def test_8c_a_release_whose_collectstatic_fails_names_the_css_file_and_the_missing_reference(hosts, tmp_path):
+    """Hashed static files (ManifestStaticFilesStorage) with a stylesheet that points at a file nobody added."""
+    source = tmp_path / "demo"
+    subprocess.run(["cp", "-a", str(PROJECT / "examples" / "demo"), str(source)], check=True)
+    settings = source / "demo" / "settings.py"
+    settings.write_text(
+        settings.read_text()
+        + "STORAGES = {\n"
+        + '    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},\n'
+        + '    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},\n'
+        + "}\n"
+    )
+    (source / "hello" / "static" / "hello" / "style.css").write_text('body { background: url("missing.png"); }\n')
+    report = tmp_path / "report.json"
+    returncode, output = run_playbook(
+        "site.yml",
+        "-e",
+        "django_app_release_id=f-bad-static",
+        "-e",
+        f"django_app_source={source}",
+        "-e",
+        f"rollout_report={report}",
+    )
+    assert returncode != 0
+    reason = "ValueError: The CSS file 'hello/style.css' references a file which could not be found: hello/missing.png"
+    last = words(output[output.rindex("The rollout stopped") :]).replace("''", "'")
+    assert 'building the release failed at "Collect the static files into the release"' in last, last
+    assert reason in last, last
+    assert reason in json.loads(report.read_text())["failure"]
+    assert releases_everywhere() == {name: "f1" for name in APP_URLS}
+    assert release_of(LOAD_BALANCER) == "f1"
+    for name in ALL_HOSTS:
+        assert not hosts[name].file(LOCK).exists, name
+
+
 def test_9_a_second_rollout_started_during_the_first_refuses_to_run(hosts):
     first = ansible_playbook(
         "site.yml", "-e", "django_app_release_id=f2", stdout=subprocess.PIPE, stderr=subprocess.STDOUT
