@@ -49,6 +49,8 @@ _SYSTEMD_RUN = re.compile(
 _KEPT_LINES = 2
 # A message over several lines (Django's for a CSS file's missing reference) is kept to its first paragraph.
 _EXCEPTION_LINES = 3
+# An object's repr in a message ("<...ManifestStaticFilesStorage object at 0x7f85...>"): its class is enough.
+_OBJECT_REPR = re.compile(r"<(?:[A-Za-z_][A-Za-z0-9_]*[.])*([A-Za-z_][A-Za-z0-9_]*) object at 0x[0-9a-f]+>")
 # journalctl's short output: "Dec 06 21:23:43 app1 uvicorn[4840]: " before each line.
 _JOURNAL_PREFIX = re.compile(r"^[A-Z][a-z]{2} [ 0-9]?[0-9] [0-9:]{8} \S+ [^:\s]+(\[[0-9]+\])?: ")
 _JOURNAL_HEADER = "Last journal lines:"
@@ -68,9 +70,13 @@ def traceback_reason(output: str) -> str | None:
         return None
     tail = lines[starts[-1] :]
     frames = [match for match in map(_FRAME.match, tail) if match]
-    exception = exception_line(tail)
+    exception = _OBJECT_REPR.sub(r"\1", exception_line(tail))
     if not exception:
         return None
+    # What the command said just before (Django's collectstatic names the file it was processing).
+    said = [line for line in lines[: starts[-1]] if line.strip()][-1:]
+    if said and not said[0].startswith((" ", "\t", *_NOT_EXCEPTION)) and not _SYSTEMD_RUN.match(said[0]):
+        exception = f"{said[0].strip()} {exception}"
     project = [frame for frame in frames if not any(part in frame["path"] for part in _OUTSIDE)]
     if not project:
         return exception

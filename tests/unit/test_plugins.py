@@ -200,3 +200,19 @@ def test_an_exception_over_several_lines_is_told_by_its_first_paragraph():
     assert command_failure.command_failure({"stderr": stderr}) == (
         "ValueError: The CSS file 'hello/style.css' references a file which could not be found: hello/missing.png"
     )
+
+
+def test_what_the_command_said_before_its_traceback_comes_first_and_object_reprs_shrink_to_their_class():
+    stderr = (
+        "Post-processing 'hello/style.css' failed!\n"
+        "\n"
+        "Traceback (most recent call last):\n"
+        '  File "/srv/demo/venvs/a/lib/python3.11/site-packages/django/contrib/staticfiles/storage.py", line 9, in y\n'
+        "    raise processed\n"
+        "ValueError: The file 'hello/missing.png' could not be found with"
+        " <django.contrib.staticfiles.storage.ManifestStaticFilesStorage object at 0x7f85155d3f90>.\n"
+    )
+    assert command_failure.command_failure({"stderr": stderr}) == (
+        "Post-processing 'hello/style.css' failed! ValueError: The file 'hello/missing.png' could not be found"
+        " with ManifestStaticFilesStorage."
+    )

@@ -398,7 +398,7 @@ def test_8b_a_release_whose_settings_raise_names_the_file_line_and_exception(hos
         assert not hosts[name].file(LOCK).exists, name
 
 
-def test_8c_a_release_whose_collectstatic_fails_names_the_css_file_and_the_missing_reference(hosts, tmp_path):
+def test_8c_a_release_whose_collectstatic_fails_names_the_stylesheet_and_the_missing_file(hosts, tmp_path):
     """Hashed static files (ManifestStaticFilesStorage) with a stylesheet that points at a file nobody added."""
     source = tmp_path / "demo"
     subprocess.run(["cp", "-a", str(PROJECT / "examples" / "demo"), str(source)], check=True)
@@ -422,7 +422,10 @@ def test_8c_a_release_whose_collectstatic_fails_names_the_css_file_and_the_missi
         f"rollout_report={report}",
     )
     assert returncode != 0
-    reason = "ValueError: The CSS file 'hello/style.css' references a file which could not be found: hello/missing.png"
+    reason = (
+        "Post-processing 'hello/style.css' failed! ValueError: The file 'hello/missing.png' could not be found"
+        " with ManifestStaticFilesStorage."
+    )
     last = words(output[output.rindex("The rollout stopped") :]).replace("''", "'")
     assert 'building the release failed at "Collect the static files into the release"' in last, last
     assert reason in last, last
