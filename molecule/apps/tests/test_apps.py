@@ -34,7 +34,7 @@ from conftest import Answer, ansible_playbook, http_get, run_playbook, words  # 
 INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
 SCENARIO = Path(__file__).resolve().parents[1]
 TLS_DIR = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "tls"
-VARS = {"demo": f"@{SCENARIO / 'demo.yml'}", "bookshelf": f"@{SCENARIO / 'bookshelf.yml'}"}
+VARS = {app: f"@{SCENARIO / 'vars' / f'{app}.yml'}" for app in ("demo", "bookshelf")}
 NAMES = {"demo": "demo.apps.test", "bookshelf": "bookshelf.apps.test"}
 SERVERS = {"demo": "uvicorn", "bookshelf": "gunicorn"}
 # What each app's load GETs: JSON answers of its own.
