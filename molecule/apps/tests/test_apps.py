@@ -248,6 +248,13 @@ def test_both_apps_roll_out_at_once_from_two_controller_processes():
     assert set(releases("bookshelf").values()) == {"b3"}
 
 
+@pytest.mark.parametrize(("app", "release"), [("demo", "d3"), ("bookshelf", "b3")])
+def test_a_check_run_of_either_app_finds_nothing_to_change(app, release):
+    returncode, output = deploy(app, "--check", "--diff", "-e", f"django_app_release_id={release}")
+    assert returncode == 0, output[-3000:]
+    assert all(counts["changed"] == 0 for counts in recap(output).values()), recap(output)
+
+
 def test_two_apps_claiming_one_host_name_are_refused_before_any_change():
     sites = {name: host(name).check_output("sha256sum /etc/nginx/sites-available/*") for name in ALL_HOSTS}
     before = releases("bookshelf")
