@@ -155,7 +155,7 @@ def test_1_bookshelf_deploys_beside_the_demo_and_changes_nothing_on_a_second_run
 
 @pytest.mark.parametrize("app", ["demo", "bookshelf"])
 def test_each_app_answers_through_the_load_balancer_by_its_host_over_http(app):
-    seen = {whoami(app)["server"] for _ in range(6)}
+    seen = {whoami(app)["server"] for _request in range(6)}
     assert seen == {SERVERS[app]}
     # And on each app host's own nginx, by the same Host.
     for port in APP_PORTS.values():
