@@ -272,6 +272,16 @@ def test_two_apps_claiming_one_host_name_are_refused_before_any_change():
         assert not host(name).file("/run/lock/django-asgi-rollout-bookshelf.json").exists
 
 
+def test_retiring_needs_the_app_named_twice():
+    returncode, output = run_playbook(
+        "playbooks/retire.yml", "-e", VARS["bookshelf"], "-e", "retire_app=demo", inventory=INVENTORY
+    )
+    assert returncode != 0
+    assert "retire_app must repeat django_app_name, to confirm which app goes (-e retire_app=<app>)" in words(output)
+    assert all(counts["changed"] == 0 for counts in recap(output).values()), recap(output)
+    assert whoami("bookshelf")["server"] == SERVERS["bookshelf"]
+
+
 def test_z_retiring_bookshelf_leaves_the_demo_serving_and_nothing_of_bookshelf_behind():
     demo_processes = processes("demo")
     with load("demo") as demo_load:
