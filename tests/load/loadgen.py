@@ -77,10 +77,14 @@ class LoadConfig:
     host_header: str | None = None  # Host sent instead of the URL's one
     slow_seconds: float = 2.0  # a /slow is only sent when it can end before the duration does
     websocket_url: str | None = None  # None: ws://<base_url's host:port>/ws/echo
+    # What the HTTP workers GET in turn, each an answer with a JSON object (another app than the demo: its own).
+    get_paths: tuple[str, ...] = ("/", "/async", "/whoami")
 
     def __post_init__(self) -> None:
         _check_loopback(self.base_url, ("http",))
         _check_loopback(self.websocket_target(), ("ws",))
+        if not self.get_paths or not all(path.startswith("/") for path in self.get_paths):
+            raise ValueError("get_paths must list at least one path, each starting with /")
         if not (self.duration > 0 and self.timeout > 0 and self.slow_seconds >= 0):
             raise ValueError("duration and timeout must be positive, slow_seconds not negative")
         counts = (self.max_requests, self.http_workers, self.slow_workers, self.post_workers, self.websocket_sessions)
@@ -233,12 +237,13 @@ class LoadRun:
         config = self.config
         self._recorder = _Recorder()
         self._deadline = time.monotonic() + config.duration
-        fast: list[Request] = [("GET", "/", None), ("GET", "/async", None), ("GET", "/whoami", None)]
+        fast: list[Request] = [("GET", path, None) for path in config.get_paths]
         slow: list[Request] = [("GET", f"/slow?seconds={config.slow_seconds:g}", None)]
         post: list[Request] = [("POST", "/db", b"note=loadgen")]
         workers: list[tuple[str, Callable[[], None]]] = []
         for n in range(config.http_workers):
-            workers.append((f"get-{n}", lambda n=n: self._http_worker("get", fast[n % 3 :] + fast[: n % 3], 0.0)))
+            first = n % len(fast)
+            workers.append((f"get-{n}", lambda first=first: self._http_worker("get", fast[first:] + fast[:first], 0.0)))
         for n in range(config.slow_workers):
             workers.append((f"slow-{n}", lambda: self._http_worker("slow", slow, config.slow_seconds)))
         for n in range(config.post_workers):

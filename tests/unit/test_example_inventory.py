@@ -31,7 +31,7 @@ def ansible_inventory(*arguments: str) -> subprocess.CompletedProcess:
     assert executable, "ansible-inventory not found: run scripts/bootstrap"
     environment = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "NO_COLOR": "1"}
     return subprocess.run(  # noqa: S603  (fixed arguments, the project's own tool)
-        [executable, "-i", str(EXAMPLE), "--list", *arguments],
+        [executable, "-i", str(EXAMPLE / "hosts.yml"), "--list", *arguments],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -176,3 +176,42 @@ def test_the_example_password_says_it_is_one():
     assert "EXAMPLE-ONLY" in PASSWORD_FILE.name
     assert PASSWORD_FILE.read_text().startswith("example-only-")
     assert "EXAMPLE-ONLY" in (EXAMPLE / "README.md").read_text()
+
+
+# Several apps on one fleet: a second app is a variables file passed with -e @.
+SECOND_APP = EXAMPLE / "apps" / "blog.yml"
+# True of the hosts whichever app they serve: the inventory's alone.
+SHARED_BY_THE_APPS = {"nginx_proxy_trusted_proxies"}
+ROLE_PREFIXES = ("django_app_", "asgi_server_", "nginx_proxy_", "load_balancer_")
+
+
+def test_the_second_app_sets_every_app_variable_the_inventory_sets():
+    """What the file left out, the second app would take from the first (extra variables do not reset the rest)."""
+    second = yaml.safe_load(SECOND_APP.read_text())
+    plain = [
+        path
+        for path in sorted((EXAMPLE / "group_vars").rglob("*.yml")) + sorted((EXAMPLE / "host_vars").rglob("*.yml"))
+        if path != VAULT_FILE
+    ]
+    inventory_names = {name for path in plain for name in (yaml.safe_load(path.read_text()) or {})}
+    app_names = {name for name in inventory_names if name.startswith(ROLE_PREFIXES)} - SHARED_BY_THE_APPS
+    assert app_names, "the example's inventory sets no app variable"
+    missing = sorted(app_names - set(second))
+    assert not missing, f"{SECOND_APP.name} leaves {missing} to the first app's values"
+    assert not SHARED_BY_THE_APPS & set(second)
+
+
+def test_the_second_app_has_its_own_name_and_host_names(inventory):
+    second = yaml.safe_load(SECOND_APP.read_text())
+    first = inventory["_meta"]["hostvars"][group_hosts(inventory, "app_servers")[0]]
+    assert second["django_app_name"] != first["django_app_name"]
+    assert not set(second["django_app_allowed_hosts"]) & set(first["django_app_allowed_hosts"])
+
+
+def test_the_second_app_secrets_are_in_the_vault(inventory):
+    referenced = set(re.findall(r"\bvault_\w+", SECOND_APP.read_text()))
+    defined = {
+        name for host_vars in inventory["_meta"]["hostvars"].values() for name in host_vars if name.startswith("vault_")
+    }
+    assert referenced
+    assert referenced <= defined
