@@ -535,6 +535,8 @@ def one_run(inventory: Path, seed: int, number: int, kind: str, baseline: Json) 
     label = f"{number}"
     log(f"run {number}: {kind}, release {release}")
     healed = heal_containers()
+    # What else the machine was doing: its load, and the containers of other labs.
+    busy = {"load_average_before": [round(value, 1) for value in os.getloadavg()], "other_containers": others()}
     load = LoadRun(load_config())
     load.start()
     load_began = time.monotonic()
@@ -579,6 +581,7 @@ def one_run(inventory: Path, seed: int, number: int, kind: str, baseline: Json) 
             "websocket_sessions": report.websocket_sessions,
         },
         "state": state,
+        "machine_busy": busy | {"load_average_after": [round(value, 1) for value in os.getloadavg()]},
         "breaches": breaches,
     }
     if breaches:
@@ -588,6 +591,12 @@ def one_run(inventory: Path, seed: int, number: int, kind: str, baseline: Json) 
     else:
         log(f"  invariants hold; {report.failed} of {report.sent} requests failed")
     return result
+
+
+def others() -> int:
+    """How many containers of other labs run on this machine."""
+    names = docker("ps", "--format", "{{.Names}}", check=False).stdout.split()
+    return sum(not name.startswith(PREFIX) for name in names)
 
 
 def tail(output: str, lines: int = 12) -> str:
@@ -632,7 +641,7 @@ def summary(runs: list[Json]) -> Json:
     }
 
 
-def fresh_lab(inventory: Path) -> Json:
+def fresh_lab(inventory: Path, measure: bool = True) -> Json | None:
     """The lab anew: containers, the database, a first deploy, then a rollout with no fault under load (the
     range the random moments are drawn from)."""
     log("the chaos lab, fresh")
@@ -647,6 +656,8 @@ def fresh_lab(inventory: Path) -> Json:
     if code:
         raise RuntimeError(f"the first deploy failed:\n{tail(output, 30)}")
     log(f"first deploy: {seconds} s")
+    if not measure:
+        return None
     with LoadRun(load_config()) as load:
         code, seconds, output = playbook(
             inventory, "site.yml", "-e", "django_app_release_id=baseline", log_path=WORK / "baseline.log"
@@ -667,6 +678,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "chaos.json")
     parser.add_argument("--keep", action="store_true", help="leave the lab running")
     parser.add_argument("--stop-on-breach", action="store_true")
+    parser.add_argument(
+        "--baseline",
+        metavar="SECONDS,TASKS",
+        help="the range of the random moments, from an earlier campaign's baseline, instead of measuring it",
+    )
     parser.add_argument(
         "--reuse-lab", action="store_true", help="use the running lab and its baseline (from an earlier --keep)"
     )
@@ -703,11 +719,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         inventory = write_inventory()
         cached = WORK / "baseline.json"
+        given = None
+        if options.baseline:
+            seconds, tasks = options.baseline.split(",")
+            given = {"seconds": float(seconds), "tasks": int(tasks), "given": True}
         if options.reuse_lab and cached.exists():
             log("the chaos lab as it is (--reuse-lab), with its baseline")
             baseline = json.loads(cached.read_text())
         else:
-            baseline = fresh_lab(inventory)
+            baseline = fresh_lab(inventory, measure=given is None) or given
             cached.write_text(json.dumps(baseline) + "\n")
         results["baseline"] = baseline
         for number in numbers:

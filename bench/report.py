@@ -426,7 +426,7 @@ def chaos_section(chaos: Json) -> list[str]:
         "",
         "## 8. A fault campaign: a random fault at a random moment of each rollout",
         "",
-        f"`{chaos['command']}` on {machine['date']}, at commit `{machine['commit']}`, same machine, "
+        f"`{chaos['command']}` on {machine['date']}, at commit `{machine['commit']}`, {machine['cpus']} CPUs, "
         f"{chaos.get('campaign_seconds', 0) / 60:.0f} minutes: {chaos['lab']}. Each run rolls out a new release "
         "under load through the load balancer (load generator: "
         + ", ".join(f"{key} {value}" for key, value in chaos["load"].items())
@@ -435,7 +435,8 @@ def chaos_section(chaos: Json) -> list[str]:
         "for the run to end, runs site.yml again to the same release, and checks the invariants (bench/chaos.py's "
         f"docstring). {summary['runs']} runs, {summary.get('runs_with_breaches', 0)} with a breach. Faults the design "
         "covers (no failed request allowed) are marked *covered*; for the others the failed requests are "
-        "recorded, with the window: the longest stretch of failures each within 2 s of the one before.",
+        "recorded, with the window: the longest stretch of failures each within 2 s of the one before."
+        + (f" {chaos['note']}" if chaos.get("note") else ""),
         "",
         "| fault | runs | breaches | failed requests (per run) | worst window s | re-run s (median, max) |",
         "|---|---:|---:|---|---:|---|",
