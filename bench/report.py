@@ -434,26 +434,43 @@ def chaos_section(chaos: Json) -> list[str]:
         f"baseline rollout took: {chaos['baseline']['seconds']} s, {chaos['baseline']['tasks']} tasks), waits "
         "for the run to end, runs site.yml again to the same release, and checks the invariants (bench/chaos.py's "
         f"docstring). {summary['runs']} runs, {summary.get('runs_with_breaches', 0)} with a breach. Faults the design "
-        "covers (no failed request allowed) are marked *covered*; for the others the failed requests are "
-        "recorded, with the window: the longest stretch of failures each within 2 s of the one before."
+        "covers are marked *covered*: no failed HTTP request, and no WebSocket session cut but those a killed "
+        "server or nginx held (a process killed -9 takes its connections with it); for the others the failed "
+        "requests are recorded, with the window: the longest stretch of failures each within 2 s of the one before."
         + (f" {chaos['note']}" if chaos.get("note") else ""),
         "",
-        "| fault | runs | breaches | failed requests (per run) | worst window s | re-run s (median, max) |",
-        "|---|---:|---:|---|---:|---|",
+        "| fault | runs | breaches | failed requests (per run) | WebSocket sessions cut (per run) | worst window s "
+        "| re-run s (median, max) |",
+        "|---|---:|---:|---|---|---:|---|",
     ]
     for kind, entry in summary["by_fault"].items():
         label = f"{kind} (covered)" if kind in covered else kind
         out.append(
             f"| {label} | {entry['runs']} | {entry['breaches']} | {', '.join(map(str, entry['failed_requests']))} "
-            f"| {entry['worst_window_seconds']} | {entry['rerun_seconds_median']}, {entry['rerun_seconds_max']} |"
+            f"| {', '.join(map(str, entry.get('websocket_sessions_cut', [])))} | {entry['worst_window_seconds']} "
+            f"| {entry['rerun_seconds_median']}, {entry['rerun_seconds_max']} |"
         )
-    breaches = [run for run in chaos["runs"] if run["breaches"]]
+    breaches = [run for run in chaos["runs"] if run.get("breaches_judged", run["breaches"])]
     if breaches:
         out += ["", "Breaches (replay: the command with `--only RUN`):", ""]
         out += [
             f"- run {run['run']} ({run['fault']}, injected at {run['injected_at_seconds']} s during "
-            f"*{run['injected_during']}*): {'; '.join(run['breaches'])[:400]}"
+            f"*{run['injected_during']}*): {'; '.join(run.get('breaches_judged', run['breaches']))[:400]}"
             for run in breaches
+        ]
+    # Runs the campaign flagged under the rule it ran with, which the summary's rule lets pass.
+    recorded = [run for run in chaos["runs"] if run["breaches"] and not run.get("breaches_judged", run["breaches"])]
+    if recorded:
+        out += [
+            "",
+            "Flagged while the campaign ran, under its first rule (every failure of a covered fault a breach):",
+            "",
+        ]
+        out += [
+            f"- run {run['run']} ({run['fault']}): {'; '.join(run['breaches'])[:300]}; WebSocket sessions cut: "
+            f"{run['load']['by_kind'].get('websocket', {}).get('failed', 0)}, HTTP requests failed: "
+            f"{sum(c['failed'] for k, c in run['load']['by_kind'].items() if k != 'websocket')}"
+            for run in recorded
         ]
     return out
 
