@@ -89,10 +89,11 @@ FAULTS = (
 )
 # The faults the design covers without a failed request; the others are measured.
 COVERED = frozenset({"controller_sigkill", "controller_sigint", "server_kill", "app_nginx_kill"})
-# A process killed -9 takes the WebSocket sessions it holds with it (nginx cannot move an open
-# connection to another process): for a server or an app host's nginx killed, the sessions it held
-# are cut, at most as many as the load keeps open; every HTTP request must still succeed, retried on
-# another host by the load balancer. The controller's faults cut nothing at all.
+# A process killed -9 takes what it holds with it: the WebSocket sessions (nginx cannot move an open
+# connection to another process) and a write in flight, which the load balancer rightly does not send
+# again (it may have been done: POST is not idempotent). So for a server or an app host's nginx killed,
+# at most the sessions and writes the load keeps going at once may fail; every GET must still succeed,
+# retried on another host by the load balancer. The controller's faults may fail nothing at all.
 CUTS_HELD_SESSIONS = frozenset({"server_kill", "app_nginx_kill"})
 COVERED_FAILURES = "failed requests for a fault the design covers"
 PLAYBOOK_BOUND = 1200  # seconds any one playbook run may take before its group is killed
@@ -453,24 +454,25 @@ def failure_window(seconds: list[float]) -> float:
     return round(longest, 1) if seconds else 0.0
 
 
-def covered_breach(kind: str, by_kind: dict[str, dict[str, int]], sessions: int) -> str:
-    """What failed beyond what a covered fault may cost ('' when nothing did): no HTTP request, and no
-    WebSocket session but those a killed server or nginx held."""
+def covered_breach(kind: str, by_kind: dict[str, dict[str, int]], config: LoadConfig) -> str:
+    """What failed beyond what a covered fault may cost ('' when nothing did): no GET, and no WebSocket
+    session or write but those a killed server or nginx held."""
     if kind not in COVERED:
         return ""
-    http = {name: counts["failed"] for name, counts in by_kind.items() if name != "websocket" and counts["failed"]}
-    cut = by_kind.get("websocket", {}).get("failed", 0)
-    allowed = sessions if kind in CUTS_HELD_SESSIONS else 0
-    if http or cut > allowed:
-        return f"{COVERED_FAILURES}: HTTP {http}, WebSocket sessions cut {cut} (at most {allowed})"
+    failed = {name: counts["failed"] for name, counts in by_kind.items() if counts["failed"]}
+    held = kind in CUTS_HELD_SESSIONS
+    allowed = {"websocket": config.websocket_sessions if held else 0, "post": config.post_workers if held else 0}
+    beyond = {name: count for name, count in failed.items() if count > allowed.get(name, 0)}
+    if beyond:
+        return f"{COVERED_FAILURES}: {failed} (at most {allowed}, and no GET)"
     return ""
 
 
-def judged(run: Json, sessions: int) -> list[str]:
+def judged(run: Json, config: LoadConfig) -> list[str]:
     """A run's breaches under the rule above, whatever rule the run was recorded under (a run recorded before
-    the rule let a killed server's WebSocket sessions go counted every failure as a breach)."""
+    it counted every failure of a covered fault as a breach, those a killed process held included)."""
     others = [breach for breach in run["breaches"] if COVERED_FAILURES not in breach]
-    covered = covered_breach(run["fault"], run["load"]["by_kind"], sessions)
+    covered = covered_breach(run["fault"], run["load"]["by_kind"], config)
     return others + ([covered] if covered else [])
 
 
@@ -516,7 +518,7 @@ def invariants(release: str, kind: str, load: Json, outputs: list[str]) -> tuple
     state["writes"] = {"acknowledged": len(written), "distinct": len(set(written)), "missing": len(missing)}
     if missing or len(set(written)) != len(written):
         breaches.append(f"{len(missing)} acknowledged writes missing from the database (first {missing[:10]})")
-    covered = covered_breach(kind, load["by_kind"], load_config().websocket_sessions)
+    covered = covered_breach(kind, load["by_kind"], load_config())
     if covered:
         breaches.append(f"{covered}: {load['failures'][:5]}")
     leaked = [
@@ -648,9 +650,9 @@ def heal(inventory: Path, release: str, label: str) -> bool:
 
 def summary(runs: list[Json]) -> Json:
     kinds: Json = {}
-    sessions = load_config().websocket_sessions
+    config = load_config()
     for run in runs:
-        run["breaches_judged"] = judged(run, sessions)
+        run["breaches_judged"] = judged(run, config)
         entry = kinds.setdefault(
             run["fault"], {"runs": 0, "breaches": 0, "failed_requests": [], "windows": [], "rerun_seconds": []}
         )

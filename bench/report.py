@@ -434,8 +434,9 @@ def chaos_section(chaos: Json) -> list[str]:
         f"baseline rollout took: {chaos['baseline']['seconds']} s, {chaos['baseline']['tasks']} tasks), waits "
         "for the run to end, runs site.yml again to the same release, and checks the invariants (bench/chaos.py's "
         f"docstring). {summary['runs']} runs, {summary.get('runs_with_breaches', 0)} with a breach. Faults the design "
-        "covers are marked *covered*: no failed HTTP request, and no WebSocket session cut but those a killed "
-        "server or nginx held (a process killed -9 takes its connections with it); for the others the failed "
+        "covers are marked *covered*: no GET may fail, and no WebSocket session or write but those a killed "
+        "server or nginx held (a process killed -9 takes its connections with it, and the load balancer rightly "
+        "does not send a write again); for the others the failed "
         "requests are recorded, with the window: the longest stretch of failures each within 2 s of the one before."
         + (f" {chaos['note']}" if chaos.get("note") else ""),
         "",
@@ -468,8 +469,9 @@ def chaos_section(chaos: Json) -> list[str]:
         ]
         out += [
             f"- run {run['run']} ({run['fault']}): {'; '.join(run['breaches'])[:300]}; WebSocket sessions cut: "
-            f"{run['load']['by_kind'].get('websocket', {}).get('failed', 0)}, HTTP requests failed: "
-            f"{sum(c['failed'] for k, c in run['load']['by_kind'].items() if k != 'websocket')}"
+            f"{run['load']['by_kind'].get('websocket', {}).get('failed', 0)}, writes failed: "
+            f"{run['load']['by_kind'].get('post', {}).get('failed', 0)}, GETs failed: "
+            f"{sum(c['failed'] for k, c in run['load']['by_kind'].items() if k in ('get', 'slow'))}"
             for run in recorded
         ]
     return out

@@ -43,3 +43,43 @@ def test_the_covered_faults_are_faults():
 )
 def test_the_failure_window_is_the_longest_stretch_of_failures(moments, window):
     assert chaos.failure_window(moments) == window
+
+
+def by_kind(get=0, slow=0, post=0, websocket=0):
+    return {
+        name: {"sent": 100, "failed": failed}
+        for name, failed in (("get", get), ("slow", slow), ("post", post), ("websocket", websocket))
+    }
+
+
+CONFIG = chaos.load_config()
+
+
+@pytest.mark.parametrize("kind", ["controller_sigkill", "controller_sigint"])
+def test_the_controllers_faults_may_fail_nothing(kind):
+    assert chaos.covered_breach(kind, by_kind(), CONFIG) == ""
+    assert chaos.covered_breach(kind, by_kind(websocket=1), CONFIG)
+    assert chaos.covered_breach(kind, by_kind(post=1), CONFIG)
+
+
+@pytest.mark.parametrize("kind", ["server_kill", "app_nginx_kill"])
+def test_a_killed_process_may_take_only_the_sessions_and_writes_it_held(kind):
+    held = by_kind(post=CONFIG.post_workers, websocket=CONFIG.websocket_sessions)
+    assert chaos.covered_breach(kind, held, CONFIG) == ""
+    assert chaos.covered_breach(kind, by_kind(get=1), CONFIG)
+    assert chaos.covered_breach(kind, by_kind(slow=1), CONFIG)
+    assert chaos.covered_breach(kind, by_kind(websocket=CONFIG.websocket_sessions + 1), CONFIG)
+    assert chaos.covered_breach(kind, by_kind(post=CONFIG.post_workers + 1), CONFIG)
+
+
+def test_the_other_faults_are_measured_not_judged_by_their_failures():
+    assert chaos.covered_breach("lb_nginx_kill", by_kind(get=200, post=40, websocket=6), CONFIG) == ""
+
+
+def test_a_recorded_run_is_judged_again_under_the_rule_keeping_its_other_breaches():
+    run = {
+        "fault": "server_kill",
+        "load": {"by_kind": by_kind(websocket=1)},
+        "breaches": [f"1 {chaos.COVERED_FAILURES}: ['websocket ...']", "rollout lock left on ['app1']"],
+    }
+    assert chaos.judged(run, CONFIG) == ["rollout lock left on ['app1']"]
