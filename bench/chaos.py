@@ -378,7 +378,10 @@ def run_with_fault(inventory: Path, release: str, kind: str, rng: random.Random,
             process.wait(timeout=60)
         reader.join(timeout=60)
     ended = round(time.monotonic() - began, 1)
-    if fault.injected_at is None:
+    if fault.injected_at is None and kind.startswith("controller_"):
+        # The run ended before its moment came: there is no controller left to stop.
+        last_task = "(not injected: the run ended before its moment)"
+    elif fault.injected_at is None:
         # The run ended before its moment came: the fault lands on the fleet at rest, before the re-run.
         last_task = "(after the run ended)"
         fault.inject(ended)
@@ -657,6 +660,10 @@ def summary(runs: list[Json]) -> Json:
             run["fault"], {"runs": 0, "breaches": 0, "failed_requests": [], "windows": [], "rerun_seconds": []}
         )
         entry["runs"] += 1
+        # A controller fault whose run ended before its moment found no controller to stop.
+        entry["not_injected"] = entry.get("not_injected", 0) + (
+            run["injected_at_seconds"] is None or "ProcessLookupError" in run["injection_error"]
+        )
         entry["breaches"] += bool(run["breaches_judged"])
         entry.setdefault("websocket_sessions_cut", []).append(
             run["load"]["by_kind"].get("websocket", {}).get("failed", 0)

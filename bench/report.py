@@ -446,6 +446,8 @@ def chaos_section(chaos: Json) -> list[str]:
     ]
     for kind, entry in summary["by_fault"].items():
         label = f"{kind} (covered)" if kind in covered else kind
+        if entry.get("not_injected"):
+            label += f", {entry['not_injected']} not injected (the run ended first)"
         out.append(
             f"| {label} | {entry['runs']} | {entry['breaches']} | {', '.join(map(str, entry['failed_requests']))} "
             f"| {', '.join(map(str, entry.get('websocket_sessions_cut', [])))} | {entry['worst_window_seconds']} "
