@@ -1,7 +1,7 @@
 """Write bench/RESULTS.md and bench/results.png from bench/results.json (written by bench/bench.py).
 
-Sections 5, 6 and 7 come from bench/scale.json, bench/migrations.json and bench/canary.json
-(bench/scale.py, bench/migrations.py, bench/canary.py) when they exist.
+Sections 5, 6, 7 and 8 come from bench/scale.json, bench/migrations.json, bench/canary.json and
+bench/chaos.json (bench/scale.py, bench/migrations.py, bench/canary.py, bench/chaos.py) when they exist.
 
 The figures and the verdicts against the targets come from the JSON alone; bench/notes.md, written by
 hand, explains the causes behind them and is copied in at the end.
@@ -418,6 +418,67 @@ def canary_section(canary: Json) -> list[str]:
     return out
 
 
+def chaos_section(chaos: Json) -> list[str]:
+    """bench/chaos.py's campaign: runs, faults, failed requests and their window, re-run seconds, breaches."""
+    machine, summary = chaos["machine"], chaos.get("summary", {"runs": 0, "by_fault": {}})
+    covered = set(chaos["covered"])
+    out = [
+        "",
+        "## 8. A fault campaign: a random fault at a random moment of each rollout",
+        "",
+        f"`{chaos['command']}` on {machine['date']}, at commit `{machine['commit']}`, {machine['cpus']} CPUs, "
+        f"{chaos.get('campaign_seconds', 0) / 60:.0f} minutes: {chaos['lab']}. Each run rolls out a new release "
+        "under load through the load balancer (load generator: "
+        + ", ".join(f"{key} {value}" for key, value in chaos["load"].items())
+        + "), injects one fault after a random number of the run's tasks or a random delay (both within what the "
+        f"baseline rollout took: {chaos['baseline']['seconds']} s, {chaos['baseline']['tasks']} tasks), waits "
+        "for the run to end, runs site.yml again to the same release, and checks the invariants (bench/chaos.py's "
+        f"docstring). {summary['runs']} runs, {summary.get('runs_with_breaches', 0)} with a breach. Faults the design "
+        "covers are marked *covered*: no GET may fail, and no WebSocket session or write but those a killed "
+        "server or nginx held (a process killed -9 takes its connections with it, and the load balancer rightly "
+        "does not send a write again); for the others the failed "
+        "requests are recorded, with the window: the longest stretch of failures each within 2 s of the one before."
+        + (f" {chaos['note']}" if chaos.get("note") else ""),
+        "",
+        "| fault | runs | breaches | failed requests (per run) | WebSocket sessions cut (per run) | worst window s "
+        "| re-run s (median, max) |",
+        "|---|---:|---:|---|---|---:|---|",
+    ]
+    for kind, entry in summary["by_fault"].items():
+        label = f"{kind} (covered)" if kind in covered else kind
+        if entry.get("not_injected"):
+            label += f", {entry['not_injected']} not injected (the run ended first)"
+        out.append(
+            f"| {label} | {entry['runs']} | {entry['breaches']} | {', '.join(map(str, entry['failed_requests']))} "
+            f"| {', '.join(map(str, entry.get('websocket_sessions_cut', [])))} | {entry['worst_window_seconds']} "
+            f"| {entry['rerun_seconds_median']}, {entry['rerun_seconds_max']} |"
+        )
+    breaches = [run for run in chaos["runs"] if run.get("breaches_judged", run["breaches"])]
+    if breaches:
+        out += ["", "Breaches (replay: the command with `--only RUN`):", ""]
+        out += [
+            f"- run {run['run']} ({run['fault']}, injected at {run['injected_at_seconds']} s during "
+            f"*{run['injected_during']}*): {'; '.join(run.get('breaches_judged', run['breaches']))[:400]}"
+            for run in breaches
+        ]
+    # Runs the campaign flagged under the rule it ran with, which the summary's rule lets pass.
+    recorded = [run for run in chaos["runs"] if run["breaches"] and not run.get("breaches_judged", run["breaches"])]
+    if recorded:
+        out += [
+            "",
+            "Flagged while the campaign ran, under its first rule (every failure of a covered fault a breach):",
+            "",
+        ]
+        out += [
+            f"- run {run['run']} ({run['fault']}): {'; '.join(run['breaches'])[:300]}; WebSocket sessions cut: "
+            f"{run['load']['by_kind'].get('websocket', {}).get('failed', 0)}, writes failed: "
+            f"{run['load']['by_kind'].get('post', {}).get('failed', 0)}, GETs failed: "
+            f"{sum(c['failed'] for k, c in run['load']['by_kind'].items() if k in ('get', 'slow'))}"
+            for run in recorded
+        ]
+    return out
+
+
 def markdown(
     results: Json,
     notes: str,
@@ -426,6 +487,7 @@ def markdown(
     scale: Json | None = None,
     migrations: Json | None = None,
     canary: Json | None = None,
+    chaos: Json | None = None,
 ) -> str:
     machine = results["machine"]
     scales: list[str] = []
@@ -648,6 +710,8 @@ def markdown(
         out += migrations_section(migrations)
     if canary:
         out += canary_section(canary)
+    if chaos:
+        out += chaos_section(chaos)
     if notes.strip():
         out += ["", notes.strip()]
     return "\n".join(out) + "\n"
@@ -737,6 +801,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=Path, default=HERE / "scale.json")
     parser.add_argument("--migrations", type=Path, default=HERE / "migrations.json")
     parser.add_argument("--canary", type=Path, default=HERE / "canary.json")
+    parser.add_argument("--chaos", type=Path, default=HERE / "chaos.json")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     options = parser.parse_args(argv)
     results = json.loads(options.results.read_text())
@@ -750,7 +815,8 @@ def main(argv: list[str] | None = None) -> int:
         scale = None
     migrations = json.loads(options.migrations.read_text()) if options.migrations.exists() else None
     canary = json.loads(options.canary.read_text()) if options.canary.exists() else None
-    options.output.write_text(markdown(results, notes, chart_path.name, causes, scale, migrations, canary))
+    chaos = json.loads(options.chaos.read_text()) if options.chaos.exists() else None
+    options.output.write_text(markdown(results, notes, chart_path.name, causes, scale, migrations, canary, chaos))
     print(f"wrote {options.output} and {chart_path}")
     return 0
 

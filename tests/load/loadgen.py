@@ -108,6 +108,10 @@ class LoadReport:
     websocket_sessions: int = 0
     websocket_failed: int = 0
     websocket_messages: int = 0  # echoes that came back right
+    # The id of every write (POST /db) answered with a 2xx, and the seconds since the start of every
+    # failure: what bench/chaos.py checks against the database, and the window failures spread over.
+    written_ids: list[int] = field(default_factory=list)
+    failure_seconds: list[float] = field(default_factory=list)
 
     def summary(self) -> str:
         lat = {"p50": 0.0, "p99": 0.0, "max": 0.0} | self.latency_ms
@@ -152,6 +156,8 @@ class _Recorder:
         self._releases: Counter[str] = Counter()
         self._servers: Counter[str] = Counter()
         self._echoes = 0
+        self._written: list[int] = []
+        self._failure_seconds: list[float] = []
 
     def sent(self, kind: str) -> None:
         with self._lock:
@@ -160,6 +166,7 @@ class _Recorder:
     def failed(self, kind: str, description: str) -> None:
         with self._lock:
             self._failed[kind] += 1
+            self._failure_seconds.append(round(time.monotonic() - self._began, 2))
             if len(self._failures) < MAX_FAILURES_KEPT:
                 self._failures.append(f"+{time.monotonic() - self._began:.2f}s {kind}: {description}")
 
@@ -171,6 +178,8 @@ class _Recorder:
                 self._releases[str(body["release"])] += 1
             if "server" in body:
                 self._servers[str(body["server"])] += 1
+            if kind == "post" and isinstance(body.get("id"), int):
+                self._written.append(body["id"])
 
     def echoed(self) -> None:
         with self._lock:
@@ -191,6 +200,8 @@ class _Recorder:
                 websocket_sessions=self._sent["websocket"],
                 websocket_failed=self._failed["websocket"],
                 websocket_messages=self._echoes,
+                written_ids=list(self._written),
+                failure_seconds=list(self._failure_seconds),
             )
 
 

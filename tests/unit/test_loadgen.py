@@ -187,6 +187,9 @@ def test_clean_run_counts_everything_and_stops_cleanly():
     assert echo.close_codes == [1000, 1000]
     assert json.loads(json.dumps(report.to_json()))["releases_seen"] == {RELEASE: report.releases_seen[RELEASE]}
     assert f"{RELEASE} x" in report.summary()
+    # Each acknowledged write's id, once (what bench/chaos.py looks for in the database); no failure's moment.
+    assert len(report.written_ids) == len(set(report.written_ids)) == kinds["post"]["sent"]
+    assert report.failure_seconds == []
 
 
 def test_error_statuses_and_bodies_that_are_not_json_are_failures_and_max_requests_bounds_the_run():
@@ -201,6 +204,9 @@ def test_error_statuses_and_bodies_that_are_not_json_are_failures_and_max_reques
     assert any("HTTP 500" in failure for failure in report.failures)
     assert any("not JSON" in failure for failure in report.failures)
     assert report.releases_seen == {RELEASE: app.answered[200]}  # the GETs that answered right
+    # Every failure's moment, in seconds since the start, however many failures the report keeps in words.
+    assert len(report.failure_seconds) == report.failed
+    assert all(0 <= moment < 10 for moment in report.failure_seconds)
 
 
 @pytest.mark.parametrize("behaviour", ["close-1000", "close-1001", "close-1012", "wrong"])
