@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_address, ip_network
+from pathlib import Path
 
 import pytest
 import testinfra
@@ -367,26 +368,25 @@ def test_8_a_release_whose_migrations_fail_switches_no_host(hosts, source_with_a
         assert not hosts[name].file(LOCK).exists, name
 
 
-def test_8b_a_release_whose_settings_raise_names_the_file_line_and_exception(hosts, tmp_path):
-    """The most common deploy failure: settings that read an environment variable the host does not have."""
+def a_copy_of_the_demo(tmp_path) -> Path:
     source = tmp_path / "demo"
     subprocess.run(["cp", "-a", str(PROJECT / "examples" / "demo"), str(source)], check=True)
-    settings = source / "demo" / "settings.py"
-    text = settings.read_text()
-    settings.write_text(text + 'HOLDOUT_KEY = os.environ["DEMO_HOLDOUT_KEY"]\n')
-    line = text.count("\n") + 1
+    return source
+
+
+def assert_the_build_stops_at_collectstatic_saying(hosts, tmp_path, source: Path, release: str, reason: str) -> None:
+    """The release fails to build: the run's last line and the report give the reason; every host serves f1."""
     report = tmp_path / "report.json"
     returncode, output = run_playbook(
         "site.yml",
         "-e",
-        "django_app_release_id=f-bad-settings",
+        f"django_app_release_id={release}",
         "-e",
         f"django_app_source={source}",
         "-e",
         f"rollout_report={report}",
     )
     assert returncode != 0
-    reason = f"demo/settings.py:{line}: KeyError: 'DEMO_HOLDOUT_KEY'"
     # The output is YAML: a quote inside a quoted message is doubled there.
     last = words(output[output.rindex("The rollout stopped") :]).replace("''", "'")
     assert 'building the release failed at "Collect the static files into the release"' in last, last
@@ -398,10 +398,20 @@ def test_8b_a_release_whose_settings_raise_names_the_file_line_and_exception(hos
         assert not hosts[name].file(LOCK).exists, name
 
 
+def test_8b_a_release_whose_settings_raise_names_the_file_line_and_exception(hosts, tmp_path):
+    """The most common deploy failure: settings that read an environment variable the host does not have."""
+    source = a_copy_of_the_demo(tmp_path)
+    settings = source / "demo" / "settings.py"
+    text = settings.read_text()
+    settings.write_text(text + 'HOLDOUT_KEY = os.environ["DEMO_HOLDOUT_KEY"]\n')
+    line = text.count("\n") + 1
+    reason = f"demo/settings.py:{line}: KeyError: 'DEMO_HOLDOUT_KEY'"
+    assert_the_build_stops_at_collectstatic_saying(hosts, tmp_path, source, "f-bad-settings", reason)
+
+
 def test_8c_a_release_whose_collectstatic_fails_names_the_stylesheet_and_the_missing_file(hosts, tmp_path):
     """Hashed static files (ManifestStaticFilesStorage) with a stylesheet that points at a file nobody added."""
-    source = tmp_path / "demo"
-    subprocess.run(["cp", "-a", str(PROJECT / "examples" / "demo"), str(source)], check=True)
+    source = a_copy_of_the_demo(tmp_path)
     settings = source / "demo" / "settings.py"
     settings.write_text(
         settings.read_text()
@@ -411,29 +421,11 @@ def test_8c_a_release_whose_collectstatic_fails_names_the_stylesheet_and_the_mis
         + "}\n"
     )
     (source / "hello" / "static" / "hello" / "style.css").write_text('body { background: url("missing.png"); }\n')
-    report = tmp_path / "report.json"
-    returncode, output = run_playbook(
-        "site.yml",
-        "-e",
-        "django_app_release_id=f-bad-static",
-        "-e",
-        f"django_app_source={source}",
-        "-e",
-        f"rollout_report={report}",
-    )
-    assert returncode != 0
     reason = (
         "Post-processing 'hello/style.css' failed! ValueError: The file 'hello/missing.png' could not be found"
         " with ManifestStaticFilesStorage."
     )
-    last = words(output[output.rindex("The rollout stopped") :]).replace("''", "'")
-    assert 'building the release failed at "Collect the static files into the release"' in last, last
-    assert reason in last, last
-    assert reason in json.loads(report.read_text())["failure"]
-    assert releases_everywhere() == {name: "f1" for name in APP_URLS}
-    assert release_of(LOAD_BALANCER) == "f1"
-    for name in ALL_HOSTS:
-        assert not hosts[name].file(LOCK).exists, name
+    assert_the_build_stops_at_collectstatic_saying(hosts, tmp_path, source, "f-bad-static", reason)
 
 
 def test_9_a_second_rollout_started_during_the_first_refuses_to_run(hosts):
