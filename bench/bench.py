@@ -190,6 +190,21 @@ def mitogen_environment() -> dict[str, str]:
     return {"ANSIBLE_STRATEGY_PLUGINS": str(strategies), "ANSIBLE_STRATEGY": "mitogen_linear"}
 
 
+def playbook_command(inventory: Path, playbook: str, *extra: str) -> list[str]:
+    """ansible-playbook of the controller's venv on an inventory, below the hosts' priority: the controller is
+    another machine in a real fleet; here it shares the CPUs with the hosts it drives and the load it measures."""
+    return [
+        "nice",
+        "-n",
+        "10",
+        str(ROOT / ".venv" / "bin" / "ansible-playbook"),
+        "-i",
+        str(inventory),
+        playbook,
+        *extra,
+    ]
+
+
 def site(
     inventory: Path,
     *extra: str,
@@ -210,19 +225,8 @@ def site(
     }
     before = os.times()
     began = time.perf_counter()
-    # The controller is another machine in a real fleet; here it shares the CPUs with the hosts it
-    # drives and the load it measures, so it runs below them.
     result = subprocess.run(
-        [
-            "nice",
-            "-n",
-            "10",
-            str(ROOT / ".venv" / "bin" / "ansible-playbook"),
-            "-i",
-            str(inventory),
-            playbook,
-            *extra,
-        ],
+        playbook_command(inventory, playbook, *extra),
         env=os.environ | counting | (environment or {}),
         cwd=tree,
         text=True,

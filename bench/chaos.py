@@ -194,25 +194,12 @@ def write_inventory() -> Path:
     return path
 
 
-def playbook_command(inventory: Path, playbook: str, *extra: str) -> list[str]:
-    return [
-        "nice",
-        "-n",
-        "10",
-        str(ROOT / ".venv" / "bin" / "ansible-playbook"),
-        "-i",
-        str(inventory),
-        playbook,
-        *extra,
-    ]
-
-
 def playbook(inventory: Path, playbook_name: str, *extra: str, log_path: Path) -> tuple[int, float, str]:
     """Run a playbook to its end (bounded); its exit code, seconds and output."""
     began = time.perf_counter()
     with log_path.open("w") as out:
         process = subprocess.Popen(
-            playbook_command(inventory, playbook_name, *extra),
+            bench.playbook_command(inventory, playbook_name, *extra),
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -335,7 +322,7 @@ def run_with_fault(inventory: Path, release: str, kind: str, rng: random.Random,
     last_task = ""
     with log_path.open("w") as out:
         process = subprocess.Popen(
-            playbook_command(inventory, "site.yml", "-e", f"django_app_release_id={release}"),
+            bench.playbook_command(inventory, "site.yml", "-e", f"django_app_release_id={release}"),
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
