@@ -51,7 +51,7 @@ CONTROLLER_ONLY = frozenset(
         "set_stats",
         "pause",
     )
-)
+) | {"django_asgi.rollout.rollout_run"}  # the run's record: a fact on the controller, like set_fact
 
 
 class CallbackModule(CallbackBase):

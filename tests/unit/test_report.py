@@ -26,23 +26,27 @@ PLAYBOOK = """
     rollout_playbook: site
   tasks:
     - name: The run began 12 s ago
-      ansible.builtin.set_fact:
-        rollout_started_at: "{{{{ now(utc=true).timestamp() - 12 }}}}"
-        rollout_batches: [{{"batch": 1, "hosts": [app1], "hosts_done": 1, "hosts_total": 2, "elapsed_seconds": 9.5}}]
-        {failure}
+      django_asgi.rollout.rollout_run:
+        start: true
+        set:
+          started_at: "{{{{ now(utc=true).timestamp() - 12 }}}}"
+          batches: [{{"batch": 1, "hosts": [app1], "hosts_done": 1, "hosts_total": 2, "elapsed_seconds": 9.5}}]
+          {failure}
       delegate_to: localhost
       delegate_facts: true
       run_once: true
 
     - name: What each host serves
-      ansible.builtin.set_fact:
-        rollout_host_report:
-          release: v2
-          server: uvicorn
-          colour: green
-          healthy: true
-          outcome: "{{{{ 'switched' if inventory_hostname == 'app1' else 'not switched' }}}}"
-          seconds: "{{{{ 8.2 if inventory_hostname == 'app1' else None }}}}"
+      django_asgi.rollout.rollout_run:
+        record: host
+        set:
+          report:
+            release: v2
+            server: uvicorn
+            colour: green
+            healthy: true
+            outcome: "{{{{ 'switched' if inventory_hostname == 'app1' else 'not switched' }}}}"
+            seconds: "{{{{ 8.2 if inventory_hostname == 'app1' else None }}}}"
 
     - name: Write the report
       ansible.builtin.include_tasks: {tasks}/report_file.yml
@@ -63,7 +67,7 @@ def run_report(tmp_path: Path, *extra: str, failure: str = "") -> subprocess.Com
     playbook.write_text(
         PLAYBOOK.format(
             tasks=ROOT / "playbooks" / "tasks",
-            failure=f"rollout_failure: {json.dumps(failure)}" if failure else "",
+            failure=f"failure: {json.dumps(failure)}" if failure else "",
         )
     )
     environment = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_LOCALHOST_WARNING="0")
