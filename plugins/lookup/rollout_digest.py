@@ -36,7 +36,7 @@ EXAMPLES = r"""
 - ansible.builtin.set_fact:
     rollout_digest: >-
       {{ lookup('django_asgi.rollout.rollout_digest', 'django_app', 'asgi_server', 'nginx_proxy',
-                extra={'release': __django_app_release_id}) }}
+                extra={'release': django_app_packaged.release}) }}
 """
 
 RETURN = r"""
