@@ -112,10 +112,16 @@ def missing_servers(kinds: list[str], scenario: dict, readme: str) -> list[str]:
     rows = readme_servers(readme)
     faults = [f"server_{kind}.yml has no host in molecule/servers" for kind in kinds if kind not in hosts.values()]
     faults += [f"server_{kind}.yml has no row in the README's table of servers" for kind in kinds if kind not in rows]
-    faults += [f"molecule/servers host {host} runs {kind}, which no server_*.yml defines"
-               for host, kind in hosts.items() if kind not in kinds]
-    faults += [f"the README's table of servers has a row for {row}, which no server_*.yml defines"
-               for row in rows if row not in kinds]
+    faults += [
+        f"molecule/servers host {host} runs {kind}, which no server_*.yml defines"
+        for host, kind in hosts.items()
+        if kind not in kinds
+    ]
+    faults += [
+        f"the README's table of servers has a row for {row}, which no server_*.yml defines"
+        for row in rows
+        if row not in kinds
+    ]
     faults += [f"the README's table of servers has {row} twice" for row in sorted(set(rows)) if rows.count(row) > 1]
     return faults
 
