@@ -135,15 +135,17 @@ def test_a_server_is_its_definition_a_servers_scenario_host_and_a_readme_row():
 def test_a_definition_without_its_host_and_row_or_a_host_or_row_without_a_definition_fails():
     scenario = load(ROOT / "molecule" / "servers" / "molecule.yml")
     readme = (ROOT / "README.md").read_text()
-    assert missing_servers([*KINDS, "sixth"], scenario, readme) == [
-        "server_sixth.yml has no host in molecule/servers",
-        "server_sixth.yml has no row in the README's table of servers",
-    ]
+    now = set(missing_servers(KINDS, scenario, readme))
+    # A kind no definition file can have (they are [a-z0-9]+), standing for a sixth server added alone.
+    assert set(missing_servers([*KINDS, "the-sixth"], scenario, readme)) - now == {
+        "server_the-sixth.yml has no host in molecule/servers",
+        "server_the-sixth.yml has no row in the README's table of servers",
+    }
     host, kind = next(iter(scenario_servers(scenario).items()))
-    assert missing_servers([k for k in KINDS if k != kind], scenario, readme) == [
+    assert set(missing_servers([k for k in KINDS if k != kind], scenario, readme)) - now == {
         f"molecule/servers host {host} runs {kind}, which no server_*.yml defines",
         f"the README's table of servers has a row for {kind}, which no server_*.yml defines",
-    ]
+    }
 
 
 # Where the docs once listed the servers a user can pick, and went stale: they
