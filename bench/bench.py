@@ -600,7 +600,8 @@ def unit_settings(host: str) -> dict[str, Any]:
     return settings
 
 
-def transient_unit(host: str, name: str, settings: dict[str, Any], command: str) -> None:
+def transient_unit(host: str, name: str, settings: dict[str, Any], command: str, port: int) -> None:
+    """The command as a transient unit with the colour's settings, once it answers on the port it listens on."""
     properties = [f"--property=Environment={value}" for value in settings["Environment"]]
     properties += [
         f"--property=EnvironmentFile={settings['EnvironmentFile']}",
@@ -614,12 +615,10 @@ def transient_unit(host: str, name: str, settings: dict[str, Any], command: str)
         check=True,
     )
     for _attempt in range(60):
-        port = re.search(r"--port (\d+)|-p (\d+)|--bind 127\.0\.0\.1:(\d+)", command)
-        number = next(group for group in port.groups() if group) if port else ""
         code = on_host(
             host,
             f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 -H 'Host: localhost' "
-            f"http://127.0.0.1:{number}/whoami",
+            f"http://127.0.0.1:{port}/whoami",
             check=False,
         )
         if code.strip() == "200":
@@ -628,26 +627,26 @@ def transient_unit(host: str, name: str, settings: dict[str, Any], command: str)
     raise RuntimeError(f"{name} on {host} never answered:\n{on_host(host, f'journalctl -u {name} -n 30', check=False)}")
 
 
+def definition(server: str) -> dict[str, Any]:
+    """The server's definition, one file of the asgi_server role."""
+    path = ROOT / "roles" / "asgi_server" / "vars" / "main" / f"server_{server}.yml"
+    return yaml.safe_load(path.read_text())[f"_asgi_server_definition_{server}"]
+
+
 def direct_command(server: str, settings: dict[str, Any]) -> str:
-    """The serving colour's own command line, listening on TCP instead of its unix socket."""
-    command, socket = settings["ExecStart"], settings["socket"]
-    tcp = {
-        "uvicorn": (f"--uds {socket}", f"--host 127.0.0.1 --port {DIRECT_PORT}"),
-        "daphne": (f"-u {socket}", f"-b 127.0.0.1 -p {DIRECT_PORT}"),
-        "hypercorn": (f"--bind unix:{socket}", f"--bind 127.0.0.1:{DIRECT_PORT}"),
-        "gunicorn": (f"--bind unix:{socket}", f"--bind 127.0.0.1:{DIRECT_PORT}"),
-        "granian": (f"--uds {socket} --uds-permissions 0660", f"--host 127.0.0.1 --port {DIRECT_PORT}"),
-    }[server]
-    if tcp[0] not in command:
-        raise RuntimeError(f"{server}'s command has no {tcp[0]}: {command}")
-    return command.replace(*tcp)
+    """The serving colour's own command line, listening on TCP instead of its unix socket (its definition's listen)."""
+    command, listen = settings["ExecStart"], definition(server)["listen"]
+    unix = listen["unix"].format(socket=settings["socket"])
+    if unix not in command:
+        raise RuntimeError(f"{server}'s command has no {unix}: {command}")
+    return command.replace(unix, listen["tcp"].format(host="127.0.0.1", port=DIRECT_PORT))
 
 
 def throughput(host: str, server: str) -> Json:
     log(f"throughput on {host}: {server}")
     settings = unit_settings(host)
     proxied = wrk(host, "http://127.0.0.1:80/whoami")
-    transient_unit(host, "bench-direct", settings, direct_command(server, settings))
+    transient_unit(host, "bench-direct", settings, direct_command(server, settings), DIRECT_PORT)
     try:
         direct = wrk(host, f"http://127.0.0.1:{DIRECT_PORT}/whoami")
         # The same, with the headers nginx adds: what parsing them costs the server, apart from proxying.
@@ -663,8 +662,7 @@ def throughput(host: str, server: str) -> Json:
 
 def max_workers(server: str) -> int:
     """The most workers a server runs safely, from its definition (0: no limit)."""
-    path = ROOT / "roles" / "asgi_server" / "vars" / "main" / f"server_{server}.yml"
-    return int(yaml.safe_load(path.read_text())[f"_asgi_server_definition_{server}"]["max_workers"])
+    return int(definition(server)["max_workers"])
 
 
 def scaled_by(server: str) -> str:
@@ -722,7 +720,7 @@ def tutorial_throughput(host: str) -> Json:
     )
     site_path = "/etc/nginx/conf.d/bench-tutorial.conf"
     on_host(host, f"printf %s {shlex.quote(TUTORIAL_SITE)} > {site_path} && nginx -t -q && systemctl reload nginx")
-    transient_unit(host, "bench-tutorial", settings, tutorial)
+    transient_unit(host, "bench-tutorial", settings, tutorial, TUTORIAL_APP_PORT)
     try:
         time.sleep(1)
         result = wrk(host, f"http://127.0.0.1:{TUTORIAL_NGINX_PORT}/whoami")

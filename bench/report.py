@@ -655,10 +655,10 @@ def markdown(
             "",
             "### Worker processes",
             "",
-            "The same `wrk` run through nginx, the host's server with one process and with one per CPU: worker "
-            "processes of its own (`asgi_server_workers`) for uvicorn, gunicorn and granian; processes of the colour, "
-            "each on its own socket behind nginx (`asgi_server_processes`), for daphne (no workers) and hypercorn "
-            "(drops in-flight requests at stop with more workers).",
+            "The same `wrk` run through nginx, the host's server with one process and with one per CPU (column "
+            "'as'): worker processes of its own (`asgi_server_workers`) for a server that runs them safely; else "
+            "processes of the colour, each on its own socket behind nginx (`asgi_server_processes`), as the "
+            "server's definition says (`max_workers: 1`, with its reason).",
             "",
             "| server | processes | as | CPUs | through nginx req/s | p99 ms | vs 1 |",
             "|---|---|---|---|---|---|---|",

@@ -149,6 +149,21 @@ def verdicts(results: dict) -> dict[str, bool]:
     return {target: met for target, _measured, _ratio, met in report.headline(results)}
 
 
+@pytest.mark.parametrize("server", bench.SERVERS)
+def test_the_server_alone_listens_on_tcp_where_its_definition_says(server):
+    """direct_command swaps the colour's socket for TCP, both read from the server's definition file."""
+    socket = "/run/demo/%i.sock"
+    listen = bench.definition(server)["listen"]
+    exec_start = f"/srv/demo/venvs/v1/bin/{server} {listen['unix'].format(socket=socket)} --workers 2"
+    direct = bench.direct_command(server, {"ExecStart": exec_start, "socket": socket})
+    assert socket not in direct and "127.0.0.1" in direct and str(bench.DIRECT_PORT) in direct
+    assert direct == exec_start.replace(
+        listen["unix"].format(socket=socket), listen["tcp"].format(host="127.0.0.1", port=bench.DIRECT_PORT)
+    )
+    with pytest.raises(RuntimeError, match="has no"):
+        bench.direct_command(server, {"ExecStart": f"/srv/demo/venvs/v1/bin/{server} --workers 2", "socket": socket})
+
+
 def test_every_target_met_reads_met():
     assert all(verdicts(RESULTS).values()), verdicts(RESULTS)
 

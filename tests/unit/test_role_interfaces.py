@@ -66,6 +66,7 @@ def test_each_server_is_one_file_with_every_fact_the_role_reads(path: Path):
         "max_workers",
         "processes",
         "wrapper",
+        "listen",
         "command",
     }
     assert all("==" in package for package in definition["packages"]), "every package is pinned"
@@ -75,34 +76,115 @@ def test_each_server_is_one_file_with_every_fact_the_role_reads(path: Path):
     for minimum in definition["minimums"]:
         assert set(minimum) == {"name", "version", "why"} and minimum["why"], minimum
         assert pins[canonicalize_name(minimum["name"])] >= Version(minimum["version"]), minimum
-    assert f"bin/{kind} " in definition["command"] and "{{ _asgi_server_socket }}" in definition["command"]
+    assert f"bin/{kind} " in definition["command"]
+    # It listens where its listen field says: on the colour's socket in the role, on TCP in the bench.
+    listen = definition["listen"]
+    assert set(listen) == {"unix", "tcp"} and "{socket}" in listen["unix"], listen
+    assert "{host}" in listen["tcp"] and "{port}" in listen["tcp"] and "{socket}" not in listen["tcp"], listen
+    assert "{{ _asgi_server_listen }}" in definition["command"] and "_asgi_server_socket" not in definition["command"]
     assert definition["max_workers"] == 0 or definition["workers_reason"]
     # A server that cannot safely run workers of its own still uses every core:
     # one process per CPU, each on its own socket.
     assert definition["processes"] == (1 if definition["max_workers"] == 0 else "{{ _asgi_server_cpu_workers }}")
 
 
-def test_the_servers_scenario_and_the_readmes_cover_every_server():
-    kinds = {path.stem.removeprefix("server_") for path in SERVER_FILES}
-    assert kinds == {"uvicorn", "gunicorn", "granian", "daphne", "hypercorn"}
+KINDS = sorted(path.stem.removeprefix("server_") for path in SERVER_FILES)
+
+
+def scenario_servers(scenario: dict) -> dict[str, str]:
+    """The servers scenario's hosts and the server each runs (its host_vars' asgi_server_kind)."""
+    host_vars = scenario["provisioner"]["inventory"]["host_vars"]
+    assert {platform["name"] for platform in scenario["platforms"]} == set(host_vars), "a platform per host"
+    return {name: variables["asgi_server_kind"] for name, variables in host_vars.items()}
+
+
+def readme_servers(readme: str) -> list[str]:
+    """The servers of the README's table of servers, one row each, in its section "The servers"."""
+    section = readme.split("\n## The servers\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert rows and rows[0].split("|")[1].strip() == "server", "the table's first column names the server"
+    return [row.split("|")[1].strip().strip("`") for row in rows[2:]]
+
+
+def missing_servers(kinds: list[str], scenario: dict, readme: str) -> list[str]:
+    """What a server needs besides its definition file, and what names no definition: empty when all agree."""
+    hosts = scenario_servers(scenario)
+    rows = readme_servers(readme)
+    faults = [f"server_{kind}.yml has no host in molecule/servers" for kind in kinds if kind not in hosts.values()]
+    faults += [f"server_{kind}.yml has no row in the README's table of servers" for kind in kinds if kind not in rows]
+    faults += [
+        f"molecule/servers host {host} runs {kind}, which no server_*.yml defines"
+        for host, kind in hosts.items()
+        if kind not in kinds
+    ]
+    faults += [
+        f"the README's table of servers has a row for {row}, which no server_*.yml defines"
+        for row in rows
+        if row not in kinds
+    ]
+    faults += [f"the README's table of servers has {row} twice" for row in sorted(set(rows)) if rows.count(row) > 1]
+    return faults
+
+
+def test_a_server_is_its_definition_a_servers_scenario_host_and_a_readme_row():
+    assert KINDS, "the role defines servers"
     scenario = load(ROOT / "molecule" / "servers" / "molecule.yml")
-    assert {host["asgi_server_kind"] for host in scenario["provisioner"]["inventory"]["host_vars"].values()} == kinds
-    for readme in (ROOT / "README.md", ROOT / "roles" / "asgi_server" / "README.md"):
-        header = next(line for line in readme.read_text().splitlines() if line.startswith("| | uvicorn |"))
-        assert {cell.strip() for cell in header.strip("|").split("|")} - {""} == kinds, readme
+    assert not missing_servers(KINDS, scenario, (ROOT / "README.md").read_text())
 
 
-# Where the docs list the servers a user can pick; each must name every definition file.
-SERVER_LISTS = {
-    "galaxy.yml": lambda text: yaml.safe_load(text)["description"],
-    "README.md": lambda text: text.split("\n## ", 1)[0],
-    "inventories/example/group_vars/app_servers/main.yml": lambda text: text.split("asgi_server_kind (", 1)[1][:200],
-}
+def test_a_definition_without_its_host_and_row_or_a_host_or_row_without_a_definition_fails():
+    scenario = load(ROOT / "molecule" / "servers" / "molecule.yml")
+    readme = (ROOT / "README.md").read_text()
+    now = set(missing_servers(KINDS, scenario, readme))
+    # A kind no definition file can have (they are [a-z0-9]+), standing for a sixth server added alone.
+    assert set(missing_servers([*KINDS, "the-sixth"], scenario, readme)) - now == {
+        "server_the-sixth.yml has no host in molecule/servers",
+        "server_the-sixth.yml has no row in the README's table of servers",
+    }
+    host, kind = next(iter(scenario_servers(scenario).items()))
+    assert set(missing_servers([k for k in KINDS if k != kind], scenario, readme)) - now == {
+        f"molecule/servers host {host} runs {kind}, which no server_*.yml defines",
+        f"the README's table of servers has a row for {kind}, which no server_*.yml defines",
+    }
 
 
-@pytest.mark.parametrize("path", sorted(SERVER_LISTS))
-def test_each_list_of_servers_in_the_docs_names_every_definition(path: str):
-    text = " ".join(SERVER_LISTS[path]((ROOT / path).read_text()).split())
-    kinds = [server.stem.removeprefix("server_") for server in SERVER_FILES]
-    missing = sorted(kind for kind in kinds if kind not in text)
-    assert not missing, f"{path} does not name {missing}"
+# Where the docs once listed the servers a user can pick, and went stale: they
+# point to the definitions or to the README's table of servers instead.
+PROSE = [
+    "README.md",
+    "galaxy.yml",
+    *sorted(str(path.relative_to(ROOT)) for path in ROOT.glob("roles/*/README.md")),
+    *sorted(str(path.relative_to(ROOT)) for path in ROOT.glob("roles/asgi_server/meta/*.yml")),
+    "roles/asgi_server/defaults/main.yml",
+    "roles/asgi_server/vars/main/main.yml",
+    *sorted(str(path.relative_to(ROOT)) for path in ROOT.glob("inventories/example/**/*.yml")),
+    *sorted(str(path.relative_to(ROOT)) for path in ROOT.glob("examples/*/README.md")),
+]
+
+
+def server_lists(text: str, kinds: list[str], window: int = 16) -> list[str]:
+    """Runs of prose (tables and code blocks left out) naming most servers within a few words: a list of them."""
+    prose, fenced = [], False
+    for line in text.splitlines():
+        fenced ^= line.lstrip().startswith("```")
+        if not fenced and not line.lstrip().startswith(("|", "```")):
+            prose.append(line)
+    words = " ".join(prose).split()
+    found = []
+    for start in range(len(words)):
+        span = " ".join(words[start : start + window])
+        if sum(kind in span for kind in kinds) >= min(4, len(kinds)):
+            found.append(span)
+    return found
+
+
+@pytest.mark.parametrize("path", PROSE)
+def test_no_prose_lists_the_servers(path: str):
+    lists = server_lists((ROOT / path).read_text(), KINDS)
+    assert not lists, f"{path} lists the servers; point to the README's table of servers instead: {lists[0]}"
+
+
+def test_a_list_of_the_servers_in_prose_is_found():
+    assert server_lists("under uvicorn, gunicorn, granian, daphne or\nhypercorn as units", KINDS)
+    assert not server_lists("the lab runs uvicorn, daphne and hypercorn", KINDS)
+    assert not server_lists("| uvicorn | gunicorn | granian | daphne | hypercorn |", KINDS)

@@ -303,7 +303,7 @@ def test_2_a_broken_release_stops_at_the_first_batch_and_never_serves(app_hosts,
     assert "v3" not in report.releases_seen
     assert {host_release(host) for host in app_hosts.values()} == {"v2"}
     for host in app_hosts.values():
-        # Only the serving colour's processes: one, or one per CPU for daphne and hypercorn.
+        # Only the serving colour's processes: one, or one per CPU for a server without safe workers of its own.
         assert running_units(host) == sorted(serving_units(host))
         assert all(f"-{active_colour(host)}" in unit for unit in extra_units(host, "active,activating"))
 

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from websockets.sync.client import connect
 
 from conftest import (
@@ -38,8 +39,13 @@ SPOOFED_HEADERS = {
 
 
 # Every server the asgi_server role defines, one file each (tests/unit checks the scenario runs them all).
-SERVER_FILES = Path(__file__).resolve().parents[3].glob("roles/asgi_server/vars/main/server_*.yml")
-SERVERS = {path.stem.removeprefix("server_") for path in SERVER_FILES}
+DEFINITIONS = Path(__file__).resolve().parents[3] / "roles" / "asgi_server" / "vars" / "main"
+SERVERS = {path.stem.removeprefix("server_") for path in DEFINITIONS.glob("server_*.yml")}
+
+
+def definition(server: str) -> dict:
+    """The server's definition file, as the role reads it."""
+    return yaml.safe_load((DEFINITIONS / f"server_{server}.yml").read_text())[f"_asgi_server_definition_{server}"]
 
 
 def expected_server(host) -> str:
@@ -111,8 +117,8 @@ def test_websocket_echo_through_nginx(host):
 
 
 def expected_processes(host) -> int:
-    """daphne and hypercorn run no safe workers of their own: a process per CPU (at most 8) instead."""
-    return min(int(host.check_output("nproc")), 8) if expected_server(host) in {"daphne", "hypercorn"} else 1
+    """1, or one per CPU (at most 8) for a server that runs no safe workers of its own (its definition's processes)."""
+    return 1 if definition(expected_server(host))["processes"] == 1 else min(int(host.check_output("nproc")), 8)
 
 
 def test_only_the_serving_colours_processes_run_and_each_is_the_hosts_server(host, serving_unit):
