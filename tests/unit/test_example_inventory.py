@@ -58,8 +58,8 @@ def main_options(role: str) -> dict:
 
 
 def wired_options() -> set[str]:
-    """The options site.yml passes from one role to the next, which no inventory sets."""
-    plays = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
+    """The options the playbooks pass from one role to the next, which no inventory sets (the check play's list)."""
+    plays = yaml.safe_load((ROOT / "playbooks" / "plays" / "check.yml").read_text())
     return set(plays[0]["vars"]["_rollout_wired_options"])
 
 
