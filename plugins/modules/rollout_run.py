@@ -11,10 +11,10 @@ module: rollout_run
 short_description: Record the state of a rollout in one place
 description:
   - The one way the playbooks record a run's state. V(run) is the controller's
-    record, the fact C(rollout_run) on C(localhost): C(started_at), C(failure)
+    record, the fact C(rollout_run) on C(localhost), with C(started_at), C(failure)
     (the first reason the run stopped), C(batches), C(canary), C(canary_since),
     C(canary_stopped), C(canary_hosts). V(host) is each app host's record, the fact
-    C(rollout_host): C(started_at), C(digest), C(done), C(switched), C(seconds),
+    C(rollout_host), with C(started_at), C(digest), C(done), C(switched), C(seconds),
     C(failed), C(rolled_back), C(report). Any other key fails the task.
   - Runs on the controller only and changes nothing on any host, so it reports no change.
 version_added: 0.3.0
@@ -22,8 +22,8 @@ author: django_asgi.rollout maintainers (@django-asgi)
 options:
   record:
     description:
-      - V(run) updates the controller's record; the task needs C(delegate_to: localhost)
-        and C(delegate_facts: true) so the fact lands there.
+      - "V(run) updates the controller's record; the task needs C(delegate_to: localhost)
+        and C(delegate_facts: true) so the fact lands there."
       - V(host) updates the record of the host the task runs for.
     type: str
     choices: [run, host]
@@ -48,10 +48,15 @@ options:
     default: {}
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
+    details: The records are kept in check mode too, so a checked run reports as a run does.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
     platforms: all
 """
 
