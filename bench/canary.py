@@ -31,11 +31,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package: its siblings, by path
 import migrations
 
-import bench  # bench/ is not a package: its siblings, by path
-from bench import ROOT, WORK, Json, log
+import lab
+from lab import ROOT, WORK, Json, log
 
 SOURCES = WORK / "canary-sources"
 WINDOW = 30
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     load = migrations.write_load()
     results: Json = {
         "command": ".venv/bin/python bench/canary.py",
-        "machine": bench.machine(),
+        "machine": lab.machine(),
         "lab": "embedded lab (lab/up.sh, inventories/lab): load balancer, app1 uvicorn, app2 daphne, "
         "app3 hypercorn, PostgreSQL and Redis on db; SSH as the deploy user; one app host a batch",
         "load": {
@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         results["collection_commit"] = migrations.snapshot()
         releases = sources()
         log("the embedded lab, fresh, with its database")
-        migrations.lab("down")
-        migrations.lab("up")
+        migrations.lab_script("down")
+        migrations.lab_script("up")
         migrations.playbook(name="lab/database.yml")
         runs = results["runs"]
         first = runs["c1_first_deploy"] = measured("canary-c1", "c1", releases["c1"], load=False)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         options.output.write_text(json.dumps(results, indent=1) + "\n")
         log(f"wrote {options.output}")
         if not options.keep:
-            migrations.lab("down")
+            migrations.lab_script("down")
     return 0
 
 

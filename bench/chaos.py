@@ -54,9 +54,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench  # bench/ is not a package: its sibling, by path
-from bench import ROOT, LoadConfig, LoadRun
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package: its siblings, by path
+from measure import LoadConfig, LoadRun
+
+import lab
+from lab import ROOT
 
 Json = dict[str, Any]
 
@@ -141,8 +143,8 @@ def lab_config() -> Path:
     return path
 
 
-def lab(action: str) -> None:
-    bench.run(f"lab/{action}.sh", env=os.environ | {"LAB_CONFIG": str(lab_config())})
+def lab_script(action: str) -> None:
+    lab.run(f"lab/{action}.sh", env=os.environ | {"LAB_CONFIG": str(lab_config())})
 
 
 def write_inventory() -> Path:
@@ -199,7 +201,7 @@ def playbook(inventory: Path, playbook_name: str, *extra: str, log_path: Path) -
     began = time.perf_counter()
     with log_path.open("w") as out:
         process = subprocess.Popen(
-            bench.playbook_command(inventory, playbook_name, *extra),
+            lab.playbook_command(inventory, playbook_name, *extra),
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -322,7 +324,7 @@ def run_with_fault(inventory: Path, release: str, kind: str, rng: random.Random,
     last_task = ""
     with log_path.open("w") as out:
         process = subprocess.Popen(
-            bench.playbook_command(inventory, "site.yml", "-e", f"django_app_release_id={release}"),
+            lab.playbook_command(inventory, "site.yml", "-e", f"django_app_release_id={release}"),
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -675,8 +677,8 @@ def fresh_lab(inventory: Path, measure: bool = True) -> Json | None:
     """The lab anew: containers, the database, a first deploy, then a rollout with no fault under load (the
     range the random moments are drawn from)."""
     log("the chaos lab, fresh")
-    lab("down")
-    lab("up")
+    lab_script("down")
+    lab_script("up")
     code, seconds, output = playbook(inventory, "lab/database.yml", log_path=WORK / "database.log")
     if code:
         raise RuntimeError(f"lab/database.yml failed:\n{tail(output, 30)}")
@@ -735,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     results: Json = {
         "command": command,
         "seed": options.seed,
-        "machine": bench.machine(),
+        "machine": lab.machine(),
         "lab": "own lab (lab/up.sh, .cache/chaos/hosts.sh): load balancer, app1 uvicorn, app2 daphne, app3 hypercorn, "
         "PostgreSQL on db; SSH as the deploy user; one app host a batch",
         "load": {
@@ -788,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
         options.output.write_text(json.dumps(results, indent=1) + "\n")
         log(f"wrote {options.output}")
         if not options.keep:
-            lab("down")
+            lab_script("down")
     if breached:
         for run in results["runs"]:
             if run["breaches"]:

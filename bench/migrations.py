@@ -40,11 +40,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package: its siblings, by path
+import measure
 import scale
+from measure import LoadConfig, LoadRun  # the load generator, as the measurements import it
 
-import bench  # bench/ is not a package: its siblings, by path
-from bench import ROOT, WORK, Json, LoadConfig, LoadRun, log  # the load generator, as bench imports it
+import lab
+from lab import ROOT, WORK, Json, log
 
 LAB_HOSTS = ROOT / "lab" / "hosts.sh"  # the embedded lab: container names django-asgi-lab-*
 INVENTORY = ROOT / "inventories" / "lab" / "hosts.yml"
@@ -126,18 +128,18 @@ def snapshot() -> str:
     link.parent.mkdir(parents=True, exist_ok=True)
     link.unlink(missing_ok=True)
     link.symlink_to(TREE)
-    return bench.run("git", "rev-parse", "--short", "HEAD").strip()
+    return lab.run("git", "rev-parse", "--short", "HEAD").strip()
 
 
 # --- the lab --------------------------------------------------------------------------------------
 
 
-def lab(action: str) -> None:
-    bench.run(f"lab/{action}.sh", env=os.environ | {"LAB_CONFIG": str(LAB_HOSTS)})
+def lab_script(action: str) -> None:
+    lab.run(f"lab/{action}.sh", env=os.environ | {"LAB_CONFIG": str(LAB_HOSTS)})
 
 
 def playbook(*extra: str, name: str = "site.yml", check: bool = True) -> Json:
-    return bench.site(
+    return lab.site(
         INVENTORY,
         *extra,
         environment={"ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS)},
@@ -150,12 +152,12 @@ def playbook(*extra: str, name: str = "site.yml", check: bool = True) -> Json:
 def hit_columns() -> list[str]:
     query = "SELECT column_name FROM information_schema.columns WHERE table_name = 'hello_hit' ORDER BY column_name"
     command = ("docker", "exec", DATABASE, "runuser", "-u", "postgres", "--", "psql", "-d", "demo", "-tAc", query)
-    return bench.run(*command).split()
+    return lab.run(*command).split()
 
 
 def other_containers() -> list[str]:
     """The containers running on the machine that are not the lab's (the molecule scenarios', say)."""
-    names = bench.run("docker", "ps", "--format", "{{.Names}}").split()
+    names = lab.run("docker", "ps", "--format", "{{.Names}}").split()
     return [name for name in names if not name.startswith("django-asgi-lab-")]
 
 
@@ -166,8 +168,8 @@ def write_load() -> LoadConfig:
     """The rolling scenario's schema tests' mix: fewer GET workers, two POST /db workers writing Hit.note."""
     return LoadConfig(
         base_url=LB_URL,
-        duration=bench.LOAD_BOUND_SECONDS,
-        max_requests=bench.LOAD_BOUND_REQUESTS,
+        duration=measure.LOAD_BOUND_SECONDS,
+        max_requests=measure.LOAD_BOUND_REQUESTS,
         http_workers=2,
         post_workers=2,
         request_interval=0.01,
@@ -208,7 +210,7 @@ def measured(label: str, release_id: str, source: Path, *extra: str, load: bool 
         with LoadRun(write_load()) as running:
             run = playbook(*arguments, "-e", f"rollout_report={report_path}", check=False)
             figures = running.stop()
-        traffic: Json | None = bench.load_figures(figures, time.perf_counter() - began)
+        traffic: Json | None = measure.load_figures(figures, time.perf_counter() - began)
     else:
         run = playbook(*arguments, "-e", f"rollout_report={report_path}", check=False)
         traffic = None
@@ -278,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     results: Json = {
         "command": ".venv/bin/python bench/migrations.py",
-        "machine": bench.machine(),
+        "machine": lab.machine(),
         "lab": "embedded lab (lab/up.sh, inventories/lab): load balancer, app1 uvicorn, app2 daphne, "
         "app3 hypercorn, PostgreSQL and Redis on db; SSH as the deploy user",
         "load": {
@@ -294,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         results["collection_commit"] = snapshot()
         releases = sources()
         log("the embedded lab, fresh, with its database")
-        lab("down")
-        lab("up")
+        lab_script("down")
+        lab_script("up")
         playbook(name="lab/database.yml")
         runs = results["runs"]
         runs["m1_first_deploy"] = measured("m1_first_deploy", "m1", releases["m1"], load=False)
@@ -323,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         options.output.write_text(json.dumps(results, indent=1) + "\n")
         log(f"wrote {options.output}")
         if not options.keep:
-            lab("down")
+            lab_script("down")
     return 0
 
 

@@ -479,20 +479,10 @@ def chaos_section(chaos: Json) -> list[str]:
     return out
 
 
-def markdown(
-    results: Json,
-    notes: str,
-    chart_name: str,
-    causes: Json | None = None,
-    scale: Json | None = None,
-    migrations: Json | None = None,
-    canary: Json | None = None,
-    chaos: Json | None = None,
-) -> str:
+def introduction(results: Json, chart_name: str) -> list[str]:
+    """The title, the run and machine behind the figures, and the chart."""
     machine = results["machine"]
-    scales: list[str] = []
-    errors: list[str] = []
-    out = [
+    return [
         "# Benchmarks",
         "",
         f"Written by `bench/report.py` from `bench/results.json`, which `{results['command']}` measured in one run "
@@ -505,6 +495,12 @@ def markdown(
         "`nice -n 10` there, as a controller elsewhere would take nothing from them.",
         "",
         f"![The figures below, drawn]({chart_name})",
+    ]
+
+
+def targets_section(results: Json, scale: Json | None) -> list[str]:
+    """Every target of the issue, what was measured and the verdict (the fleets' too, when measured)."""
+    out = [
         "",
         "## Targets",
         "",
@@ -515,8 +511,12 @@ def markdown(
         f"| {target} | {measured} | {value} | {verdict(met)} |"
         for target, measured, value, met in headline(results) + (scale_rows(scale) if scale else [])
     ]
+    return out
 
-    out += [
+
+def rollout_section(results: Json, causes: Json | None) -> list[str]:
+    """Section 1: each server's rollout under load against `systemctl restart`, then the p99's causes."""
+    out = [
         "",
         "## 1. Rollout under load, per server",
         "",
@@ -547,8 +547,14 @@ def markdown(
         out += ["", "What the clients saw during the restarts (first failures):", "", *failures]
     if causes:
         out += p99_causes_section(causes)
+    return out
 
-    out += [
+
+def deploy_section(results: Json) -> list[str]:
+    """Section 2: cold deploy and no-change re-run per fleet size and runner, then the wheelhouse."""
+    scales: list[str] = []
+    errors: list[str] = []
+    out = [
         "",
         "## 2. Deploy time",
         "",
@@ -590,34 +596,43 @@ def markdown(
             f"`stat`): {cost['ansible']:.3f} s with Ansible, {cost['mitogen']:.3f} s with Mitogen."
         )
     out += ["", *[f"- {line}" for line in scales + errors]]
-    wheelhouse = results.get("wheelhouse", {})
-    if "error" in wheelhouse:
-        out += ["", f"The wheelhouse comparison did not run: {wheelhouse['error'].splitlines()[-1]}"]
-    elif wheelhouse:
-        hosts = wheelhouse["hosts"]
-        shipped = wheelhouse["download_once_seconds"] + wheelhouse["wheelhouse_install_seconds"]
-        per_host = wheelhouse["download_per_host_seconds"] + wheelhouse["wheelhouse_install_seconds"]
-        source = (
-            f" (measured by `{wheelhouse['command']}` on {wheelhouse['machine']['date']}, commit "
-            f"`{wheelhouse['machine']['commit']}`, on a fleet of {hosts} just cold-deployed)"
-            if "command" in wheelhouse
-            else ""
-        )
-        out += [
-            "",
-            f"Wheelhouse{source}: the release venv's {wheelhouse['packages']} packages for {hosts} hosts. The hosts "
-            "here cannot reach the package index, so each host fetching its own wheels is measured as the same "
-            f"`pip download` run {hosts} times at once: {wheelhouse['download_per_host_seconds']:.1f} s and "
-            f"{wheelhouse['download_per_host_bytes'] / 2**20:.0f} MiB from the index, against "
-            f"{wheelhouse['download_once_seconds']:.1f} s and {wheelhouse['download_once_bytes'] / 2**20:.0f} MiB "
-            f"once. Installing on every host at once from the shipped wheelhouse takes "
-            f"{wheelhouse['wheelhouse_install_seconds']:.1f} s either way, so shipping is {shipped:.1f} s against "
-            f"{per_host:.1f} s ({ratio(shipped, per_host):.2f}x), {hosts}x less traffic to the index, and no host "
-            "needs to reach it. (Shipping the archive to the hosts is part of the cold deploy above.)",
-        ]
+    return out + wheelhouse_lines(results.get("wheelhouse", {}))
 
+
+def wheelhouse_lines(wheelhouse: Json) -> list[str]:
+    """Section 2's last paragraph: the shipped wheelhouse against each host fetching its own."""
+    if "error" in wheelhouse:
+        return ["", f"The wheelhouse comparison did not run: {wheelhouse['error'].splitlines()[-1]}"]
+    if not wheelhouse:
+        return []
+    hosts = wheelhouse["hosts"]
+    shipped = wheelhouse["download_once_seconds"] + wheelhouse["wheelhouse_install_seconds"]
+    per_host = wheelhouse["download_per_host_seconds"] + wheelhouse["wheelhouse_install_seconds"]
+    source = (
+        f" (measured by `{wheelhouse['command']}` on {wheelhouse['machine']['date']}, commit "
+        f"`{wheelhouse['machine']['commit']}`, on a fleet of {hosts} just cold-deployed)"
+        if "command" in wheelhouse
+        else ""
+    )
+    return [
+        "",
+        f"Wheelhouse{source}: the release venv's {wheelhouse['packages']} packages for {hosts} hosts. The hosts "
+        "here cannot reach the package index, so each host fetching its own wheels is measured as the same "
+        f"`pip download` run {hosts} times at once: {wheelhouse['download_per_host_seconds']:.1f} s and "
+        f"{wheelhouse['download_per_host_bytes'] / 2**20:.0f} MiB from the index, against "
+        f"{wheelhouse['download_once_seconds']:.1f} s and {wheelhouse['download_once_bytes'] / 2**20:.0f} MiB "
+        f"once. Installing on every host at once from the shipped wheelhouse takes "
+        f"{wheelhouse['wheelhouse_install_seconds']:.1f} s either way, so shipping is {shipped:.1f} s against "
+        f"{per_host:.1f} s ({ratio(shipped, per_host):.2f}x), {hosts}x less traffic to the index, and no host "
+        "needs to reach it. (Shipping the archive to the hosts is part of the cold deploy above.)",
+    ]
+
+
+def throughput_section(results: Json) -> list[str]:
+    """Section 3: requests/s through nginx, of the server alone and of the tutorial configuration; then the
+    worker processes, and which rows a partial run measured."""
     tutorial = results.get("tutorial_throughput")
-    out += [
+    out = [
         "",
         "## 3. Served throughput on one app host",
         "",
@@ -648,30 +663,7 @@ def markdown(
             f"this collection's uvicorn through nginx is "
             f"{ratio(uvicorn['proxied']['requests_per_second'], tutorial['requests_per_second']):.2f}x its throughput.",
         ]
-
-    workers = results.get("workers", [])
-    if workers:
-        out += [
-            "",
-            "### Worker processes",
-            "",
-            "The same `wrk` run through nginx, the host's server with one process and with one per CPU (column "
-            "'as'): worker processes of its own (`asgi_server_workers`) for a server that runs them safely; else "
-            "processes of the colour, each on its own socket behind nginx (`asgi_server_processes`), as the "
-            "server's definition says (`max_workers: 1`, with its reason).",
-            "",
-            "| server | processes | as | CPUs | through nginx req/s | p99 ms | vs 1 |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        single = {entry["server"]: entry for entry in workers if entry["workers"] == 1}
-        for entry in workers:
-            proxied = entry["proxied"]
-            one = single.get(entry["server"], entry)["proxied"]["requests_per_second"]
-            out.append(
-                f"| {entry['server']} | {entry['workers']} | {entry.get('scaled_by', 'workers')} | {entry['cpus']} "
-                f"| {proxied['requests_per_second']:.0f} "
-                f"| {proxied['p99_ms']:.1f} | {ratio(proxied['requests_per_second'], one):.2f}x |"
-            )
+    out += workers_section(results.get("workers", []))
     for key, rows, lab in (
         ("workers_run", "in this table", "one-host lab"),
         ("servers_run", "in sections 3, 4 and in the rollouts", "3-host fleet"),
@@ -684,8 +676,40 @@ def markdown(
                 f"({partial['seconds'] / 60:.0f} minutes on {partial['machine']['date']}, commit "
                 f"`{partial['machine']['commit']}`), on a fresh {lab} of the same machine.",
             ]
+    return out
 
-    out += [
+
+def workers_section(workers: list[Json]) -> list[str]:
+    """Section 3's worker processes: requests/s with one process or worker and with one per CPU."""
+    if not workers:
+        return []
+    out = [
+        "",
+        "### Worker processes",
+        "",
+        "The same `wrk` run through nginx, the host's server with one process and with one per CPU (column "
+        "'as'): worker processes of its own (`asgi_server_workers`) for a server that runs them safely; else "
+        "processes of the colour, each on its own socket behind nginx (`asgi_server_processes`), as the "
+        "server's definition says (`max_workers: 1`, with its reason).",
+        "",
+        "| server | processes | as | CPUs | through nginx req/s | p99 ms | vs 1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    single = {entry["server"]: entry for entry in workers if entry["workers"] == 1}
+    for entry in workers:
+        proxied = entry["proxied"]
+        one = single.get(entry["server"], entry)["proxied"]["requests_per_second"]
+        out.append(
+            f"| {entry['server']} | {entry['workers']} | {entry.get('scaled_by', 'workers')} | {entry['cpus']} "
+            f"| {proxied['requests_per_second']:.0f} "
+            f"| {proxied['p99_ms']:.1f} | {ratio(proxied['requests_per_second'], one):.2f}x |"
+        )
+    return out
+
+
+def memory_section(results: Json) -> list[str]:
+    """Section 4: each app host's resident memory at rest and at its largest during the switch."""
+    out = [
         "",
         "## 4. Resident memory per app host",
         "",
@@ -704,6 +728,26 @@ def markdown(
                 f"| {entry['server']} | {host} | {mib(at_rest)} | {mib(peak[host]['kib'])} "
                 f"| {peak[host].get('server_processes', '-')} |"
             )
+    return out
+
+
+def markdown(
+    results: Json,
+    notes: str,
+    chart_name: str,
+    causes: Json | None = None,
+    scale: Json | None = None,
+    migrations: Json | None = None,
+    canary: Json | None = None,
+    chaos: Json | None = None,
+) -> str:
+    """RESULTS.md: each section from its own function, in order; the sections of the other runs when they
+    were measured; bench/notes.md last."""
+    out = introduction(results, chart_name) + targets_section(results, scale)
+    out += rollout_section(results, causes)
+    out += deploy_section(results)
+    out += throughput_section(results)
+    out += memory_section(results)
     if scale:
         out += scale_section(scale)
     if migrations:

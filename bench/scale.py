@@ -32,8 +32,8 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench  # bench/ is not a package: its sibling, by path
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package: its siblings, by path
+import lab
 
 SIZES = (3, 6, 12)
 BATCH_PLAY = "Switch the app hosts, batch by batch"
@@ -43,7 +43,7 @@ def containers_cpu_seconds(hosts: list[str]) -> float:
     """CPU seconds the hosts' containers have used since they started (cgroup v1 cpuacct)."""
     total = 0
     for host in hosts:
-        full_id = bench.run("docker", "inspect", "-f", "{{.Id}}", bench.container(host)).strip()
+        full_id = lab.run("docker", "inspect", "-f", "{{.Id}}", lab.container(host)).strip()
         total += int(Path(f"/sys/fs/cgroup/cpuacct/docker/{full_id}/cpuacct.usage").read_text())
     return total / 1e9
 
@@ -55,7 +55,7 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def batches(plays: list[bench.Json], report: bench.Json) -> list[bench.Json]:
+def batches(plays: list[lab.Json], report: lab.Json) -> list[lab.Json]:
     """Each batch's wall clock and controller CPU: from its play's start to the next play's."""
     starts = [index for index, play in enumerate(plays) if play["name"] == BATCH_PLAY]
     # A run that switches no host (a first deploy, no change) still starts the play once, on no host;
@@ -70,13 +70,13 @@ def batches(plays: list[bench.Json], report: bench.Json) -> list[bench.Json]:
     ]
 
 
-def measured(inventory: Path, hosts: list[str], label: str, *extra: str) -> bench.Json:
-    report_path = bench.WORK / f"report-{label}.json"
+def measured(inventory: Path, hosts: list[str], label: str, *extra: str) -> lab.Json:
+    report_path = lab.WORK / f"report-{label}.json"
     report_path.unlink(missing_ok=True)
     before, busy_before = containers_cpu_seconds(hosts), machine_busy_seconds()
-    figures = bench.site(inventory, *extra, "-e", f"rollout_report={report_path}")
+    figures = lab.site(inventory, *extra, "-e", f"rollout_report={report_path}")
     # Each run's output, kept: a change where none was expected is then found by its task.
-    shutil.copy(bench.WORK / "last-playbook.log", bench.WORK / f"scale-{label}.log")
+    shutil.copy(lab.WORK / "last-playbook.log", lab.WORK / f"scale-{label}.log")
     hosts_cpu, busy = containers_cpu_seconds(hosts) - before, machine_busy_seconds() - busy_before
     cpus = os.cpu_count() or 1
     report = json.loads(report_path.read_text())
@@ -107,22 +107,22 @@ def measured(inventory: Path, hosts: list[str], label: str, *extra: str) -> benc
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=bench.ROOT / "bench" / "scale.json")
+    parser.add_argument("--output", type=Path, default=lab.ROOT / "bench" / "scale.json")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="app host counts, comma-separated")
     parser.add_argument("--keep", action="store_true", help="leave the last fleet running")
     options = parser.parse_args(argv)
     sizes = [int(size) for size in options.sizes.split(",")]
-    if max(sizes) > bench.MAX_HOSTS:
-        parser.error(f"--sizes: at most {bench.MAX_HOSTS} app hosts")
-    bench.WORK.mkdir(parents=True, exist_ok=True)
-    results: bench.Json = {"command": ".venv/bin/python bench/scale.py", "machine": bench.machine(), "fleets": []}
+    if max(sizes) > lab.MAX_HOSTS:
+        parser.error(f"--sizes: at most {lab.MAX_HOSTS} app hosts")
+    lab.WORK.mkdir(parents=True, exist_ok=True)
+    results: lab.Json = {"command": ".venv/bin/python bench/scale.py", "machine": lab.machine(), "fleets": []}
     try:
         for count in sizes:
-            bench.lab_down()
-            bench.lab_up(count)
-            inventory = bench.write_inventory(count, ssh=True)
-            shutil.rmtree(bench.WORK / "controller-cache", ignore_errors=True)
-            hosts = ["lb", *bench.app_hosts(count)]
+            lab.lab_down()
+            lab.lab_up(count)
+            inventory = lab.write_inventory(count, ssh=True)
+            shutil.rmtree(lab.WORK / "controller-cache", ignore_errors=True)
+            hosts = ["lb", *lab.app_hosts(count)]
             fleet = {"hosts": count, "connection": "ssh as deploy, sudo, pipelining"}
             for label, extra in (
                 ("cold", ("-e", "django_app_release_id=r1")),
@@ -131,14 +131,14 @@ def main(argv: list[str] | None = None) -> int:
                 ("rollout_share", ("-e", "django_app_release_id=r3", "-e", "rollout_serial=25%")),
             ):
                 fleet[label] = measured(inventory, hosts, f"{count}-{label}", *extra)
-                bench.log(f"{count} app host(s), {label}: {fleet[label]['seconds']} s")
+                lab.log(f"{count} app host(s), {label}: {fleet[label]['seconds']} s")
             results["fleets"].append(fleet)
             options.output.write_text(json.dumps(results, indent=1) + "\n")
     finally:
         options.output.write_text(json.dumps(results, indent=1) + "\n")
-        bench.log(f"wrote {options.output}")
+        lab.log(f"wrote {options.output}")
         if not options.keep:
-            bench.lab_down()
+            lab.lab_down()
     return 0
 
 

@@ -20,10 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package: its siblings, by path
 
-import bench  # beside this file
-from bench import ROOT, WORK, Json, log
+from measure import steady_state, under_load
+
+import lab
+from lab import ROOT, WORK, Json, log
 
 HOSTS = 3
 # main before the rollout speed work, and the name its figures go by.
@@ -56,21 +58,21 @@ def module_runs_per_app_host(run: Json) -> float | None:
 
 def measure(label: str, tree: Path, collections: Path) -> Json:
     log(f"{label}: fresh containers, empty controller cache")
-    bench.lab_down()
-    bench.lab_up(HOSTS)
-    inventory = bench.write_inventory(HOSTS)
+    lab.lab_down()
+    lab.lab_up(HOSTS)
+    inventory = lab.write_inventory(HOSTS)
     shutil.rmtree(WORK / "controller-cache", ignore_errors=True)
     environment = {"ANSIBLE_COLLECTIONS_PATH": str(collections)}
 
     def site(release: str) -> Json:
-        return bench.site(inventory, "-e", f"django_app_release_id={release}", environment=environment, tree=tree)
+        return lab.site(inventory, "-e", f"django_app_release_id={release}", environment=environment, tree=tree)
 
     cold = site("r1")
     log(f"  cold {cold['seconds']} s, changed={cold['changed']}")
     unchanged = site("r1")
     log(f"  no-change {unchanged['seconds']} s, changed={unchanged['changed']}")
-    steady = bench.steady_state()
-    rollout = bench.under_load(f"{label}: new release under load", lambda: site("r2"))
+    steady = steady_state()
+    rollout = under_load(f"{label}: new release under load", lambda: site("r2"))
     return {
         "version": label,
         "cold": cold,
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     if not options.report_only:
         began = time.perf_counter()
-        results: Json = {"command": "bench/run-versions", "machine": bench.machine(), "runs": []}
+        results: Json = {"command": "bench/run-versions", "machine": lab.machine(), "runs": []}
         try:
             baseline = worktree(BASELINE_TAG, BASELINE_COMMIT)
             results["runs"].append(measure(BASELINE_TAG, baseline, WORK / f"collections-{BASELINE_TAG}"))
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             results["bench_seconds"] = round(time.perf_counter() - began)
             options.output.write_text(json.dumps(results, indent=1) + "\n")
             log(f"wrote {options.output}")
-            bench.lab_down()
+            lab.lab_down()
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(WORK / f"tree-{BASELINE_TAG}")], cwd=ROOT, check=False
             )

@@ -1,4 +1,5 @@
-"""bench/: reading wrk's output, and the verdicts RESULTS.md gives against the targets."""
+"""bench/: reading wrk's output (measure.py), commands side by side (lab.py), the servers a partial run names
+(bench.py), and the verdicts RESULTS.md gives against the targets (report.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ def load(name: str):
     return module
 
 
+lab = load("lab")
+measure = load("measure")
 bench = load("bench")
 report = load("report")
 
@@ -41,18 +44,18 @@ Transfer/sec:    254.40KB
 
 @pytest.mark.parametrize(("printed", "milliseconds"), [("91.20ms", 91.2), ("850.00us", 0.85), ("1.20s", 1200.0)])
 def test_wrk_p99_is_read_in_milliseconds_whatever_unit_wrk_chose(printed, milliseconds):
-    figures = bench.parse_wrk(WRK_OUTPUT.format(p99=printed, errors=""))
+    figures = measure.parse_wrk(WRK_OUTPUT.format(p99=printed, errors=""))
     assert figures == {"requests_per_second": 697.02, "p99_ms": milliseconds, "errors": 0}
 
 
 def test_wrk_errors_count_bad_answers_and_socket_errors():
     errors = "  Socket errors: connect 0, read 3, write 0, timeout 2\n  Non-2xx or 3xx responses: 40\n"
-    assert bench.parse_wrk(WRK_OUTPUT.format(p99="91.20ms", errors=errors))["errors"] == 45
+    assert measure.parse_wrk(WRK_OUTPUT.format(p99="91.20ms", errors=errors))["errors"] == 45
 
 
 def test_wrk_output_without_figures_is_an_error_not_a_zero():
     with pytest.raises(RuntimeError, match="no rate or p99"):
-        bench.parse_wrk("unable to connect to 127.0.0.1:80 Connection refused\n")
+        measure.parse_wrk("unable to connect to 127.0.0.1:80 Connection refused\n")
 
 
 def load_figures(failed: int, p99: float) -> dict:
@@ -153,15 +156,15 @@ def verdicts(results: dict) -> dict[str, bool]:
 def test_the_server_alone_listens_on_tcp_where_its_definition_says(server):
     """direct_command swaps the colour's socket for TCP, both read from the server's definition file."""
     socket = "/run/demo/%i.sock"
-    listen = bench.definition(server)["listen"]
+    listen = measure.definition(server)["listen"]
     exec_start = f"/srv/demo/venvs/v1/bin/{server} {listen['unix'].format(socket=socket)} --workers 2"
-    direct = bench.direct_command(server, {"ExecStart": exec_start, "socket": socket})
-    assert socket not in direct and "127.0.0.1" in direct and str(bench.DIRECT_PORT) in direct
+    direct = measure.direct_command(server, {"ExecStart": exec_start, "socket": socket})
+    assert socket not in direct and "127.0.0.1" in direct and str(measure.DIRECT_PORT) in direct
     assert direct == exec_start.replace(
-        listen["unix"].format(socket=socket), listen["tcp"].format(host="127.0.0.1", port=bench.DIRECT_PORT)
+        listen["unix"].format(socket=socket), listen["tcp"].format(host="127.0.0.1", port=measure.DIRECT_PORT)
     )
     with pytest.raises(RuntimeError, match="has no"):
-        bench.direct_command(server, {"ExecStart": f"/srv/demo/venvs/v1/bin/{server} --workers 2", "socket": socket})
+        measure.direct_command(server, {"ExecStart": f"/srv/demo/venvs/v1/bin/{server} --workers 2", "socket": socket})
 
 
 def test_every_target_met_reads_met():
@@ -231,9 +234,15 @@ def test_results_md_and_chart_hold_the_figures(tmp_path):
 
 
 def test_commands_run_side_by_side_and_a_failure_names_what_failed():
-    assert bench.all_at_once([["true"], ["true"]], "nothing") >= 0
+    assert lab.all_at_once([["true"], ["true"]], "nothing") >= 0
     with pytest.raises(RuntimeError, match="the install failed: broken"):
-        bench.all_at_once([["true"], ["sh", "-c", "echo broken >&2; exit 3"]], "the install")
+        lab.all_at_once([["true"], ["sh", "-c", "echo broken >&2; exit 3"]], "the install")
+
+
+def test_a_partial_run_names_only_servers_the_role_defines():
+    assert bench.named_servers("--only-servers", "uvicorn,daphne") == ["uvicorn", "daphne"]
+    with pytest.raises(SystemExit, match="no such server"):
+        bench.named_servers("--only-servers", "uvicorn,tornado")
 
 
 def test_the_versions_report_judges_each_target_against_the_earlier_version():
