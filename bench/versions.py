@@ -92,11 +92,16 @@ def ratio(part: float, whole: float) -> float:
 
 def report(results: Json) -> str:
     before, now = results["runs"]
+    tag, commit = (
+        results.get("baseline", {}).get("tag", BASELINE_TAG),
+        results.get("baseline", {}).get("commit", BASELINE_COMMIT),
+    )
+    speed_work = tag == BASELINE_TAG
     lines = [
-        "# This version against the one before the speed work",
+        "# This version against the one before the speed work" if speed_work else f"# This version against {tag}",
         "",
-        f"Written by `bench/run-versions` on {results['machine']['date']}, commit `{results['machine']['commit']}`, "
-        f"against `{BASELINE_TAG}`, commit `{BASELINE_COMMIT}`; {results['machine']['cpus']} CPUs shared by the "
+        f"Written by `{results['command']}` on {results['machine']['date']}, commit `{results['machine']['commit']}`, "
+        f"against `{tag}`, commit `{commit}`; {results['machine']['cpus']} CPUs shared by the "
         f"controller, the lab's {HOSTS} app hosts and load balancer, and the load. Each version on fresh containers "
         "with an empty controller cache, one after the other, the same load (bench/bench.py's mix) during the new "
         "release.",
@@ -117,6 +122,9 @@ def report(results: Json) -> str:
             f"| {' / '.join(str(module_runs_per_app_host(part)) for part in (run['cold'], run['no_change'], rollout))} "
             f"| {run['no_change']['controller_cpu_seconds']} |"
         )
+    if not speed_work:
+        lines.append("")
+        return "\n".join(lines)
     lines += [
         "",
         "| target (issue: rollouts at the speed of the hardware) | measured | verdict |",
@@ -144,25 +152,37 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "versions.json")
     parser.add_argument("--report-only", action="store_true", help="write VERSIONS.md from the last results")
+    parser.add_argument(
+        "--baseline",
+        metavar="COMMIT:TAG",
+        default=f"{BASELINE_COMMIT}:{BASELINE_TAG}",
+        help="the earlier version (default: the one before the speed work)",
+    )
+    parser.add_argument("--markdown", type=Path, default=ROOT / "bench" / "VERSIONS.md")
     options = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     if not options.report_only:
         began = time.perf_counter()
-        results: Json = {"command": "bench/run-versions", "machine": lab.machine(), "runs": []}
+        commit, tag = options.baseline.split(":", 1)
+        command = "bench/run-versions" + ("" if tag == BASELINE_TAG else f" --baseline {options.baseline}")
+        results: Json = {
+            "command": command,
+            "machine": lab.machine(),
+            "runs": [],
+            "baseline": {"commit": commit, "tag": tag},
+        }
         try:
-            baseline = worktree(BASELINE_TAG, BASELINE_COMMIT)
-            results["runs"].append(measure(BASELINE_TAG, baseline, WORK / f"collections-{BASELINE_TAG}"))
+            baseline = worktree(tag, commit)
+            results["runs"].append(measure(tag, baseline, WORK / f"collections-{tag}"))
             results["runs"].append(measure("this version", ROOT, ROOT / ".cache" / "collections"))
         finally:
             results["bench_seconds"] = round(time.perf_counter() - began)
             options.output.write_text(json.dumps(results, indent=1) + "\n")
             log(f"wrote {options.output}")
             lab.lab_down()
-            subprocess.run(
-                ["git", "worktree", "remove", "--force", str(WORK / f"tree-{BASELINE_TAG}")], cwd=ROOT, check=False
-            )
+            subprocess.run(["git", "worktree", "remove", "--force", str(WORK / f"tree-{tag}")], cwd=ROOT, check=False)
     results = json.loads(options.output.read_text())
-    (ROOT / "bench" / "VERSIONS.md").write_text(report(results))
+    options.markdown.write_text(report(results))
     return 0
 
 
