@@ -246,10 +246,10 @@ class Host:
 class Failed(Exception):
     """An action that failed, with what it returns."""
 
-    def __init__(self, msg: str, **result: object) -> None:
+    def __init__(self, msg: str, result: dict | None = None) -> None:
         super().__init__(msg)
         self.msg = msg
-        self.result = result
+        self.result = result or {}
 
 
 def _systemctl(host, *argv: str) -> tuple[int, str, str]:
@@ -396,7 +396,7 @@ def start(host, params: dict) -> dict:
         if _show(host, unit, "ActiveState") != "active" or (_show(host, unit, "NRestarts") or "0") != "0"
     ]
     if failed:
-        raise Failed(f"not running {params['settle']} s after its start: {' '.join(failed)}", **result)
+        raise Failed(f"not running {params['settle']} s after its start: {' '.join(failed)}", result)
     return result
 
 
@@ -445,7 +445,7 @@ def restore(host, params: dict) -> dict:
             _must(host, "daemon-reload")
     return {
         "changed": bool(stopped or restarted or removed or written),
-        "journal": journal,
+        "journal": journal.rstrip("\r\n"),
         "stopped": stopped,
         "started": restarted,
         "removed": removed,
