@@ -459,3 +459,15 @@ def test_the_module_run_as_ansible_runs_it_changes_nothing_in_check_mode(tmp_pat
     assert (unit_dir / "demo-worker-blue@.service").exists()
     called = log.read_text().splitlines()
     assert [line for line in called if line.split()[0] in {"disable", "enable", "stop", "start", "daemon-reload"}] == []
+
+
+def test_read_says_which_of_the_colours_units_run_and_start_at_boot(tmp_path):
+    items = extra(colour_name="")
+    host = FakeSystemd(
+        tmp_path, active={"demo@blue.service", "demo-sessions-blue.timer"}, enabled={"demo@blue.service"}
+    )
+    result = colour.run(host, params("read", tmp_path, colour="blue", processes=2, extra=items))
+    assert result["changed"] is False and host.changing_calls() == []
+    assert result["units"] == names.web_units("demo", "blue", 2) + names.all_extra_units("demo", items, "blue")
+    assert result["active"] == ["demo@blue.service", "demo-sessions-blue.timer"]
+    assert result["enabled"] == ["demo@blue.service"]
