@@ -607,7 +607,8 @@ def run(host, params: dict) -> dict:
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     result = run(Host(module), module.params)
-    if not module._diff:
+    # A diff only where something changes (or would), and only when asked for.
+    if not module._diff or not result.get("changed"):
         result.pop("diff", None)
     if result.pop("failed", False):
         module.fail_json(**result)
