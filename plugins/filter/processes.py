@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ansible_collections.django_asgi.rollout.plugins.module_utils import colour_units as names
+
 DOCUMENTATION = r"""
 name: release_processes
 short_description: The processes and timers a colour of an app host runs, defaults filled in
@@ -16,7 +18,9 @@ description:
     C(hosts=every), those with C(hosts=one) only on the host that runs them), then the timers likewise.
   - Each item gets C(kind) (C(service) or C(timer)), C(count), C(hosts), C(stop_timeout), C(unit_file) (the
     file under C(/etc/systemd/system)), C(timer_file) (timers) and C(units), the units to start
-    (C(<app>-<name>-<colour>@<n>.service), or the C(.timer)).
+    (C(<app>-<name>-<colour>@<n>.service), or the C(.timer)); without O(colour), neither C(unit_file),
+    C(timer_file) nor C(units) (what M(django_asgi.rollout.rollout_colour) needs of them has no colour).
+  - The names come from the collection's C(colour_units) module utility, which alone spells them.
   - Run after preflight, which checks the items.
 options:
   _input:
@@ -34,7 +38,7 @@ options:
     type: str
     required: true
   colour:
-    description: The colour, C(blue) or C(green).
+    description: The colour, C(blue) or C(green); empty for items without unit names.
     type: str
     required: true
   one_host:
@@ -75,7 +79,6 @@ def release_processes(
             hosts = item.get("hosts", "every")
             if hosts == "one" and not one_host:
                 continue
-            stem = f"{app}-{item['name']}-{colour}"
             entry = {
                 "name": str(item["name"]),
                 "kind": kind,
@@ -85,19 +88,14 @@ def release_processes(
             }
             if kind == "service":
                 count = int(item.get("count", 1))
-                entry.update(
-                    count=count,
-                    unit_file=f"{stem}@.service",
-                    units=[f"{stem}@{number}.service" for number in range(1, count + 1)],
-                )
+                entry.update(count=count)
             else:
-                entry.update(
-                    count=1,
-                    schedule=str(item["schedule"]),
-                    unit_file=f"{stem}.service",
-                    timer_file=f"{stem}.timer",
-                    units=[f"{stem}.timer"],
-                )
+                entry.update(count=1, schedule=str(item["schedule"]))
+            if colour:
+                files = names.extra_unit_files(app, entry, colour)
+                entry.update(unit_file=files[0], units=names.extra_units(app, entry, colour))
+                if kind == "timer":
+                    entry.update(timer_file=files[1])
             found.append(entry)
     return found
 
