@@ -97,10 +97,11 @@ def report(results: Json) -> str:
         results.get("baseline", {}).get("commit", BASELINE_COMMIT),
     )
     speed_work = tag == BASELINE_TAG
+    command = results.get("command", "bench/run-versions")
     lines = [
         "# This version against the one before the speed work" if speed_work else f"# This version against {tag}",
         "",
-        f"Written by `{results.get('command', 'bench/run-versions')}` on {results['machine']['date']}, commit `{results['machine']['commit']}`, "
+        f"Written by `{command}` on {results['machine']['date']}, commit `{results['machine']['commit']}`, "
         f"against `{tag}`, commit `{commit}`; {results['machine']['cpus']} CPUs shared by the "
         f"controller, the lab's {HOSTS} app hosts and load balancer, and the load. Each version on fresh containers "
         "with an empty controller cache, one after the other, the same load (bench/bench.py's mix) during the new "
