@@ -471,3 +471,48 @@ def test_read_says_which_of_the_colours_units_run_and_start_at_boot(tmp_path):
     assert result["units"] == names.web_units("demo", "blue", 2) + names.all_extra_units("demo", items, "blue")
     assert result["active"] == ["demo@blue.service", "demo-sessions-blue.timer"]
     assert result["enabled"] == ["demo@blue.service"]
+
+
+# remove (playbooks/retire.yml)
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_remove_takes_every_unit_and_file_of_the_app_and_nothing_of_another(tmp_path, check):
+    blue = names.web_units("demo", "blue", 2) + names.all_extra_units("demo", extra(colour_name="blue"), "blue")
+    green = names.web_units("demo", "green", 1)
+    ours = [
+        names.template_unit("demo"),
+        "demo-worker-blue@.service",
+        "demo-sessions-blue.service",
+        "demo-sessions-blue.timer",
+        names.slice_unit("demo"),
+    ]
+    bystanders = ["demo2@.service", "demo2-worker-blue@.service", "other-worker-blue@.service", "demo_x.slice"]
+    unit_dir = unit_dir_with(tmp_path, files=[*ours, *bystanders], wants=[blue[0], "demo2@blue.service"])
+    (unit_dir / "demo@blue.service.d").mkdir()
+    (unit_dir / "demo@blue.service.d" / "instance.conf").write_text("[Service]\n")
+    (unit_dir / "demo@blue-2.service.d").symlink_to(unit_dir / "demo@blue.service.d")
+    host = FakeSystemd(unit_dir, check=check, active={*blue, "demo2@blue.service"}, enabled={blue[0], *green})
+    result = colour.run(host, params("remove", unit_dir))
+    assert result["changed"] is True
+    assert result["stopped"] == sorted({*blue, *green})
+    assert result["removed"] == sorted(
+        [*ours, "demo@blue.service.d", "demo@blue-2.service.d", f"multi-user.target.wants/{blue[0]}"]
+    )
+    if check:
+        assert host.changing_calls() == []
+        assert result["msg"].splitlines()[0].startswith("would be stopped: ")
+        assert (unit_dir / names.template_unit("demo")).exists()
+    else:
+        assert host.active == {"demo2@blue.service"} and host.enabled == set()
+        assert sorted(os.listdir(unit_dir)) == sorted(["multi-user.target.wants", "timers.target.wants", *bystanders])
+        assert os.listdir(unit_dir / "multi-user.target.wants") == ["demo2@blue.service"]
+        assert ["systemctl", "daemon-reload"] in host.calls
+
+
+def test_remove_of_an_app_with_nothing_left_changes_nothing(tmp_path):
+    unit_dir = unit_dir_with(tmp_path, files=["demo2@.service"])
+    host = FakeSystemd(unit_dir, active={"demo2@blue.service"})
+    result = colour.run(host, params("remove", unit_dir))
+    assert result == {**result, "changed": False, "stopped": [], "removed": [], "msg": ""}
+    assert host.changing_calls() == []
