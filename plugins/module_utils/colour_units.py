@@ -115,26 +115,3 @@ def any_colour_globs(app: str, name: str) -> list[str]:
 def colour_of_globs(app: str, name: str, colour: str) -> list[str]:
     """Patterns systemctl list-units matches against the units of one other process or timer of the colour."""
     return [f"{extra_stem(app, name, colour)}@*.service", f"{extra_stem(app, name, colour)}.timer"]
-
-
-def slice_unit(app: str) -> str:
-    """The app's own slice, which its units run in when it has resource limits."""
-    return app.replace("-", "_") + ".slice"
-
-
-def app_globs(app: str) -> list[str]:
-    """Patterns systemctl list-units matches against every unit of the app, of either colour."""
-    return [f"{app}@*", f"{app}-*"]
-
-
-def app_pattern(app: str) -> re.Pattern[str]:
-    """Every unit of the app, of either colour, whatever its process count (and none of another app's)."""
-    app = re.escape(app)
-    colours = "|".join(COLOURS)
-    return re.compile(rf"^({app}@[a-z0-9-]*|{app}-[a-z][a-z0-9]*-({colours})(@[0-9]*)?)[.](service|timer)$")
-
-
-def app_file_pattern(app: str) -> re.Pattern[str]:
-    """The app's files under UNIT_DIR: its units, drop-ins, slice, and their links in WANTS_DIRS."""
-    stem, wants, colours = re.escape(app), "|".join(re.escape(w) for w in WANTS_DIRS), "|".join(COLOURS)
-    return re.compile(rf"^(({wants})/)?({stem}@|{stem}-[a-z][a-z0-9]*-({colours})|{re.escape(slice_unit(app))}$)")

@@ -35,14 +35,12 @@ options:
         stops and disables every unit of the O(previous) colour that runs or starts at boot, removes the unit
         files of its other processes and timers, and enables the units of O(colour) at boot. It publishes
         C(asgi_server_releases_in_use).
-      - V(remove) stops and disables every unit of the app, of both colours, and removes its unit files,
-        drop-ins, slice and their links (C(playbooks/retire.yml), which retires the whole app from the host).
       - V(unchanged) reads the serving colour from O(state_file); when C(nginx.service) and every unit of that
         colour are active, and O(digest_file) holds O(digest), the host is unchanged. Otherwise a digest file
         left is removed. It publishes C(asgi_server_unchanged).
     type: str
     required: true
-    choices: [read, start, stop_one_host, restore, retire, remove, unchanged]
+    choices: [read, start, stop_one_host, restore, retire, unchanged]
   app:
     description: The app's name, which its units begin with.
     type: str
@@ -213,7 +211,6 @@ ansible_facts:
 
 import json  # noqa: E402  (ansible-test wants the documentation first)
 import os  # noqa: E402
-import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -510,41 +507,6 @@ def retire(host, params: dict) -> dict:
     }
 
 
-def remove(host, params: dict) -> dict:
-    """Every unit of the app stopped and disabled, and its unit files, drop-ins, slice and links gone."""
-    app, unit_dir = params["app"], params["unit_dir"]
-    ours = names.app_pattern(app)
-    units = sorted({unit for unit in _listed(host, names.app_globs(app), "--all") if ours.match(unit)})
-    theirs = names.app_file_pattern(app)
-    candidates = []
-    for directory in ("", *names.WANTS_DIRS):
-        try:
-            candidates += [os.path.join(directory, name) for name in os.listdir(os.path.join(unit_dir, directory))]
-        except FileNotFoundError:
-            pass
-    files = sorted(name for name in candidates if theirs.match(name))
-    if not host.check:
-        if units and _systemctl(host, "disable", "--quiet", "--now", *units)[0] != 0:
-            _must(host, "stop", *units)
-        if files:
-            for name in files:
-                path = os.path.join(unit_dir, name)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path)
-                else:
-                    _remove(path)
-            _must(host, "daemon-reload")
-        if units:
-            _systemctl(host, "reset-failed", *units)
-    return {
-        "changed": bool(units or files),
-        "stopped": units,
-        "removed": files,
-        "msg": _said(host.check, [("stopped", units), ("removed", files)]),
-        "diff": _diff([f"{unit} loaded" for unit in units] + [f"{unit_dir}/{name}" for name in files], []),
-    }
-
-
 def drain(host, timeout: int) -> None:
     """Wait until nginx's old workers are gone, at most timeout seconds (0: as long as they last)."""
     deadline = host.now() + timeout
@@ -584,7 +546,6 @@ ACTIONS = {
     "stop_one_host": stop_one_host,
     "restore": restore,
     "retire": retire,
-    "remove": remove,
     "unchanged": unchanged,
 }
 # What each action cannot do without.
